@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs, from Debian's packages, everything Flotilla's tests and main job need.
+# Idempotent: packages already present are skipped; safe to run any number of times.
+set -euo pipefail
+
+PACKAGES=(
+  etcd-server etcd-client
+  openssh-server openssh-client
+  qemu-system-x86 qemu-utils
+  debootstrap cloud-image-utils genisoimage dosfstools mtools
+  cloud-init ignition
+  libvirt-daemon-system libvirt-clients
+  iproute2 e2fsprogs ca-certificates
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup-host: must run as root (installs Debian packages)" >&2
+  exit 2
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup-host: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Never start the packaged daemons on the host: tests start their own etcd/sshd
+  # on loopback, and cloud-init must not run here. policy-rc.d blocks service starts.
+  created_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    created_policy=1
+  fi
+  trap '[ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "setup-host: all ${#PACKAGES[@]} packages present"
+fi
+
+# Node.js dependencies from the lockfile.
+cd "$(dirname "$0")/.."
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi

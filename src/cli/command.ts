@@ -1,0 +1,95 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { FlotillaError } from '../errors';
+
+/** Where commands print. Tests pass their own to capture output. */
+export interface CliIO {
+  out(text: string): void;
+  err(text: string): void;
+  /** True when stdout is a terminal (colours, progress). */
+  readonly isTTY: boolean;
+}
+
+export type OptionSpec = NonNullable<ParseArgsConfig['options']>[string] & { description: string; valueName?: string };
+
+export interface CommandSpec {
+  /** e.g. `render` or `units submit`. */
+  name: string;
+  summary: string;
+  /** Positional argument synopsis, e.g. `FILE...`. */
+  args?: string;
+  options: Record<string, OptionSpec>;
+  /** Extra help text after the option list. */
+  details?: string;
+  run(parsed: ParsedCommand, io: CliIO): Promise<number | void>;
+}
+
+export interface ParsedCommand {
+  values: Record<string, string | boolean | string[] | undefined>;
+  positionals: string[];
+  /** Arguments after a literal `--`. */
+  rest: string[];
+}
+
+export const helpOption: Record<string, OptionSpec> = {
+  help: { type: 'boolean', short: 'h', description: 'show this help' },
+};
+
+export function parseCommand(cmd: CommandSpec, argv: string[]): ParsedCommand {
+  const dd = argv.indexOf('--');
+  const head = dd >= 0 ? argv.slice(0, dd) : argv;
+  const rest = dd >= 0 ? argv.slice(dd + 1) : [];
+  const options: NonNullable<ParseArgsConfig['options']> = {};
+  for (const [k, v] of Object.entries({ ...cmd.options, ...helpOption })) {
+    const { description: _d, valueName: _v, ...o } = v;
+    options[k] = o;
+  }
+  try {
+    const { values, positionals } = parseArgs({ args: head, options, allowPositionals: true, strict: true });
+    return { values: values as ParsedCommand['values'], positionals, rest };
+  } catch (err) {
+    throw new FlotillaError('usage', `flotilla ${cmd.name}: ${(err as Error).message}\nRun 'flotilla ${cmd.name} --help'.`);
+  }
+}
+
+export function commandHelp(cmd: CommandSpec): string {
+  const lines = [`Usage: flotilla ${cmd.name}${Object.keys(cmd.options).length ? ' [options]' : ''}${cmd.args ? ` ${cmd.args}` : ''}`, '', cmd.summary, '', 'Options:'];
+  const rows = Object.entries({ ...cmd.options, ...helpOption }).map(([k, v]) => {
+    const flag = `${v.short ? `-${v.short}, ` : '    '}--${k}${v.type === 'string' ? ` ${v.valueName ?? 'VALUE'}` : ''}`;
+    return [flag, v.description + (v.default !== undefined ? ` (default: ${String(v.default)})` : '')] as const;
+  });
+  const width = Math.max(...rows.map((r) => r[0].length)) + 2;
+  for (const [f, d] of rows) lines.push(`  ${f.padEnd(width)}${d}`);
+  if (cmd.details) lines.push('', cmd.details.trimEnd());
+  return lines.join('\n') + '\n';
+}
+
+/** A string option's value; throws a usage error naming the flag when required and absent. */
+export function stringOpt(p: ParsedCommand, name: string, cmd: string, required: true): string;
+export function stringOpt(p: ParsedCommand, name: string, cmd: string, required?: false): string | undefined;
+export function stringOpt(p: ParsedCommand, name: string, cmd: string, required = false): string | undefined {
+  const v = p.values[name];
+  if (v === undefined) {
+    if (required) throw new FlotillaError('usage', `flotilla ${cmd}: --${name} is required`);
+    return undefined;
+  }
+  return String(v);
+}
+
+/** Parses `--name` as one of `choices`, naming the flag and the choices on error. */
+export function choiceOpt<T extends string>(p: ParsedCommand, name: string, cmd: string, choices: readonly T[]): T | undefined {
+  const v = stringOpt(p, name, cmd);
+  if (v === undefined) return undefined;
+  if (!(choices as readonly string[]).includes(v)) {
+    throw new FlotillaError('usage', `flotilla ${cmd}: --${name} must be one of ${choices.join(', ')} (got "${v}")`);
+  }
+  return v as T;
+}
+
+export function intOpt(p: ParsedCommand, name: string, cmd: string, min = 1, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  const v = stringOpt(p, name, cmd);
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) {
+    throw new FlotillaError('usage', `flotilla ${cmd}: --${name} must be a whole number from ${min} to ${max} (got "${v}")`);
+  }
+  return Number(v);
+}
