@@ -114,8 +114,9 @@ export interface ResolvedNode {
   role: NodeRole;
   metadata: Record<string, string>;
   address: string;
-  /** Stable MAC for the cluster NIC, derived from cluster and node names. */
+  /** Stable MACs, derived from cluster and node names: the cluster L2 NIC and the primary (uplink) NIC. */
   clusterMac: string;
+  primaryMac: string;
   cpus: number;
   memoryMiB: number;
   etcdMember: boolean;

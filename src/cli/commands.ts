@@ -1,0 +1,7 @@
+import type { CommandSpec } from './command';
+import { renderCommand } from './commands/render';
+import { validateCommand } from './commands/validate';
+import { convertCommand } from './commands/convert';
+
+/** Every CLI command; `flotilla --help` lists them in this order. */
+export const commands: CommandSpec[] = [renderCommand, validateCommand, convertCommand];

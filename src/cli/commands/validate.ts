@@ -1,0 +1,31 @@
+import { FlotillaError, formatProblem } from '../../errors';
+import { validateFile } from '../../config/validate-file';
+import { readTextFile } from '../../util/fs';
+import type { CommandSpec } from '../command';
+
+export const validateCommand: CommandSpec = {
+  name: 'validate',
+  summary: 'Check cluster specs, cloud-config, Ignition, network-config and unit files (own checks + real validators)',
+  args: 'FILE...',
+  options: {
+    json: { type: 'boolean', description: 'print results as JSON' },
+  },
+  details: 'The kind of each file is detected from its content. Exit status 2 if any file is invalid.',
+  async run(p, io) {
+    if (p.positionals.length === 0) throw new FlotillaError('usage', 'flotilla validate: give at least one FILE');
+    const results = p.positionals.map((file) => validateFile(file, readTextFile(file)));
+    if (p.values.json) io.out(`${JSON.stringify(results, null, 2)}\n`);
+    else {
+      for (const r of results) {
+        const tools = `${r.kind}; checked by ${r.checks.join(', ')}${r.skipped.length ? `; not installed: ${r.skipped.join(', ')}` : ''}`;
+        if (r.ok) io.out(`ok       ${r.file} (${tools})\n`);
+        else {
+          io.out(`invalid  ${r.file} (${tools})\n`);
+          for (const pr of r.problems) io.out(`  ${formatProblem(pr)}\n`);
+        }
+        for (const w of r.warnings) io.out(`  warning: ${formatProblem(w)}\n`);
+      }
+    }
+    return results.every((r) => r.ok) ? 0 : 2;
+  },
+};

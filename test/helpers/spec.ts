@@ -1,0 +1,18 @@
+/** Builders for test specs. */
+import { utils } from 'ssh2';
+import type { ClusterSpec, NodeSpec } from '../../src/config/spec';
+
+/** A real, freshly generated public key (the private half is discarded). */
+export function testPublicKey(comment = 'test@flotilla'): string {
+  return utils.generateKeyPairSync('ed25519', { comment }).public.trim();
+}
+
+const KEY = testPublicKey();
+
+export function nodes(n: number, extra: (i: number) => Partial<NodeSpec> = () => ({})): NodeSpec[] {
+  return Array.from({ length: n }, (_, i) => ({ name: `node${i + 1}`, ...extra(i) }));
+}
+
+export function makeSpec(overrides: Partial<ClusterSpec> = {}): ClusterSpec {
+  return { name: 'test', nodes: nodes(1), ssh: { authorizedKeys: [KEY] }, ...overrides };
+}
