@@ -1,0 +1,255 @@
+/**
+ * Reading a legacy cloud-config from its YAML syntax tree (not from plain JS data), so that
+ * every problem carries the line it comes from and scalars keep the text they were written as.
+ */
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair } from 'yaml';
+import type { Problem } from '../../errors';
+
+/** A place in the source: field path plus line and column (1-based) when known. */
+export interface Where {
+  path: string;
+  line?: number;
+  column?: number;
+}
+
+/** One `key: value` of a mapping, with its key as written and both positions. */
+export interface Field {
+  /** The key as written, e.g. `advertise-client-urls`. */
+  key: string;
+  /** Path of the value, e.g. `coreos.etcd2.advertise-client-urls`. */
+  path: string;
+  /** Where the key is written: the place to point at for "unknown key" and "not translated". */
+  keyAt: Where;
+  /** Where the value is written (the key's place when the value is empty). */
+  at: Where;
+  /** The value with aliases resolved; null for an empty value. */
+  value: Node | null;
+}
+
+/** coreos-cloudinit read `advertise-client-urls` and `advertise_client_urls` alike. */
+export function normalizeKey(key: string): string {
+  return key.replaceAll('-', '_');
+}
+
+export function childPath(parent: string, key: string | number): string {
+  if (typeof key === 'number') return `${parent}[${key}]`;
+  return parent ? `${parent}.${key}` : key;
+}
+
+/**
+ * The parsed document plus everything found wrong with it so far. Readers take a node and the
+ * path it sits at, record problems here, and return undefined when a value is unusable.
+ */
+export class LegacySource {
+  readonly errors: Problem[] = [];
+  readonly warnings: Problem[] = [];
+  readonly doc: Document;
+  private readonly lineCounter = new LineCounter();
+
+  constructor(
+    readonly text: string,
+    readonly file: string,
+  ) {
+    // YAML 1.1 because coreos-cloudinit used go-yaml v1: `enable: yes` is a boolean there.
+    this.doc = parseDocument(text, { version: '1.1', lineCounter: this.lineCounter, uniqueKeys: true });
+    for (const e of this.doc.errors) {
+      const pos = e.linePos?.[0];
+      this.errors.push({
+        path: '',
+        message: `YAML syntax error: ${firstSentence(e.message)}`,
+        file,
+        ...(pos ? { line: pos.line, column: pos.col } : {}),
+      });
+    }
+    for (const w of this.doc.warnings) {
+      const pos = w.linePos?.[0];
+      this.warnings.push({
+        path: '',
+        message: `YAML: ${firstSentence(w.message)}`,
+        file,
+        ...(pos ? { line: pos.line, column: pos.col } : {}),
+      });
+    }
+  }
+
+  where(path: string, node: Node | null | undefined, fallback?: Where): Where {
+    const offset = node?.range?.[0];
+    if (offset === undefined) return fallback ? { ...fallback, path } : { path };
+    const pos = this.lineCounter.linePos(offset);
+    return { path, line: pos.line, column: pos.col };
+  }
+
+  error(at: Where, message: string): void {
+    this.errors.push(this.problem(at, message));
+  }
+
+  warn(at: Where, message: string): void {
+    this.warnings.push(this.problem(at, message));
+  }
+
+  problem(at: Where, message: string): Problem {
+    return { path: at.path, message, file: this.file, ...(at.line !== undefined ? { line: at.line, column: at.column } : {}) };
+  }
+
+  /** Follows `*alias` to the anchored node. */
+  deref(node: unknown): Node | null {
+    if (node === null || node === undefined) return null;
+    if (isAlias(node)) return (node.resolve(this.doc) as Node | undefined) ?? null;
+    return node as Node;
+  }
+
+  /**
+   * The fields of a mapping, keyed by normalised name (`-` read as `_`). Keys not in `known`
+   * are reported as warnings (coreos-cloudinit ignored them too) and left out.
+   */
+  mapping(node: Node | null, path: string, at: Where, known: readonly string[]): Map<string, Field> | undefined {
+    if (node === null) return new Map();
+    if (!isMap(node)) {
+      this.error(at, `expected a mapping (key: value lines), found ${describe(node)}`);
+      return undefined;
+    }
+    const fields = new Map<string, Field>();
+    for (const pair of node.items as Array<Pair<unknown, unknown>>) {
+      const keyNode = this.deref(pair.key);
+      if (!isScalar(keyNode) || keyNode.value === null || typeof keyNode.value === 'object') {
+        this.error(this.where(path, keyNode), 'mapping keys must be plain strings');
+        continue;
+      }
+      const key = String(keyNode.value);
+      const fieldPath = childPath(path, key);
+      const keyAt = this.where(fieldPath, keyNode);
+      if (key === '<<') {
+        this.error(keyAt, 'YAML merge keys (<<) are not supported here; write the keys out');
+        continue;
+      }
+      const name = normalizeKey(key);
+      if (!known.includes(name)) {
+        this.warn(keyAt, `unknown key \`${key}\`: coreos-cloudinit ignored it, so it is not translated`);
+        continue;
+      }
+      const earlier = fields.get(name);
+      if (earlier) {
+        this.error(keyAt, `\`${key}\` is the same setting as \`${earlier.key}\` (line ${earlier.keyAt.line ?? '?'}); give it once`);
+        continue;
+      }
+      const value = this.deref(pair.value);
+      fields.set(name, { key, path: fieldPath, keyAt, at: this.where(fieldPath, value, keyAt), value });
+    }
+    return fields;
+  }
+
+  /** Items of a sequence, each with its path and place; undefined (and an error) for a non-sequence. */
+  sequence(field: Field): Array<{ node: Node | null; path: string; at: Where }> | undefined {
+    const node = field.value;
+    if (node === null) return [];
+    if (!isSeq(node)) {
+      this.error(field.at, `expected a list, found ${describe(node)}`);
+      return undefined;
+    }
+    return node.items.map((item, i) => {
+      const itemNode = this.deref(item);
+      const path = childPath(field.path, i);
+      return { node: itemNode, path, at: this.where(path, itemNode, field.at) };
+    });
+  }
+
+  /**
+   * A text value. Plain scalars that YAML 1.1 reads as numbers or booleans keep the text they
+   * were written as (`permissions: 0644`, `reboot-strategy: off`), as go-yaml did for string fields.
+   */
+  string(field: Field | undefined): string | undefined {
+    if (!field || field.value === null) return undefined;
+    return this.scalarText(field.value, field.at);
+  }
+
+  scalarText(node: Node, at: Where): string | undefined {
+    if (!isScalar(node)) {
+      this.error(at, `expected text, found ${describe(node)}`);
+      return undefined;
+    }
+    const v = node.value;
+    if (v === null || v === undefined) return undefined;
+    if (typeof v === 'string') return v;
+    if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return node.source ?? String(v);
+    this.error(at, `expected text, found ${describe(node)}`);
+    return undefined;
+  }
+
+  /** Text, or the bytes of a `!!binary` scalar. */
+  stringOrBytes(field: Field | undefined): string | Buffer | undefined {
+    if (field && isScalar(field.value) && field.value.value instanceof Uint8Array) return Buffer.from(field.value.value);
+    return this.string(field);
+  }
+
+  boolean(field: Field | undefined): boolean | undefined {
+    if (!field || field.value === null) return undefined;
+    const node = field.value;
+    if (isScalar(node) && node.value === null) return undefined;
+    if (isScalar(node) && typeof node.value === 'boolean') return node.value;
+    this.error(field.at, `expected true or false, found ${describe(node)}`);
+    return undefined;
+  }
+
+  number(field: Field | undefined, integer: boolean): number | undefined {
+    if (!field || field.value === null) return undefined;
+    const node = field.value;
+    if (isScalar(node) && node.value === null) return undefined;
+    if (isScalar(node) && typeof node.value === 'number' && (!integer || Number.isInteger(node.value))) return node.value;
+    this.error(field.at, `expected ${integer ? 'an integer' : 'a number'}, found ${describe(node)}`);
+    return undefined;
+  }
+
+  strings(field: Field | undefined): string[] | undefined {
+    if (!field) return undefined;
+    const items = this.sequence(field);
+    if (!items) return undefined;
+    const out: string[] = [];
+    for (const item of items) {
+      if (item.node === null) {
+        this.error(item.at, 'empty list item');
+        continue;
+      }
+      const s = this.scalarText(item.node, item.at);
+      if (s !== undefined) out.push(s);
+    }
+    return out;
+  }
+
+  /** Calls `visit` with every text scalar in the document and its path. */
+  eachText(visit: (text: string, at: Where) => void): void {
+    const walk = (node: unknown, path: string): void => {
+      if (isAlias(node)) return; // the anchored node is visited where it is defined
+      if (isScalar(node)) {
+        if (typeof node.value === 'string') visit(node.value, this.where(path, node));
+      } else if (isMap(node)) {
+        for (const pair of node.items as Array<Pair<unknown, unknown>>) {
+          const key = isScalar(pair.key) ? String(pair.key.value) : '?';
+          walk(pair.value, childPath(path, key));
+        }
+      } else if (isSeq(node)) {
+        node.items.forEach((item, i) => walk(item, childPath(path, i)));
+      }
+    };
+    walk(this.doc.contents, '');
+  }
+}
+
+/** The parser's message without the position and source excerpt it appends (we report those separately). */
+function firstSentence(message: string): string {
+  return message.split(/ at line \d+, column \d+/)[0]!.split('\n')[0]!.trim();
+}
+
+export function describe(node: Node | null): string {
+  if (node === null) return 'nothing';
+  if (isMap(node)) return 'a mapping';
+  if (isSeq(node)) return 'a list';
+  if (isScalar(node)) {
+    const v = node.value;
+    if (v === null) return 'null';
+    if (typeof v === 'boolean') return `boolean ${node.source ?? String(v)}`;
+    if (typeof v === 'number') return `number ${node.source ?? String(v)}`;
+    if (v instanceof Uint8Array) return 'binary data';
+    return `text ${JSON.stringify(String(v).length > 40 ? `${String(v).slice(0, 40)}…` : String(v))}`;
+  }
+  return 'an unsupported YAML node';
+}
