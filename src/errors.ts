@@ -32,6 +32,8 @@ export interface Problem {
   file?: string;
   line?: number;
   column?: number;
+  /** The problem is the key itself (unknown field), so locate the key rather than its value. */
+  atKey?: boolean;
 }
 
 const BRAND = Symbol.for('flotilla.FlotillaError');

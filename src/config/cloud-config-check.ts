@@ -30,7 +30,7 @@ export function checkCloudConfig(doc: unknown, basePath = ''): Problem[] {
   for (const k of Object.keys(obj)) {
     if (!CLOUD_CONFIG_KEYS.includes(k)) {
       const near = nearest(k, CLOUD_CONFIG_KEYS);
-      problems.push({ path: join(basePath, k), message: `unknown cloud-config key${near ? ` (did you mean "${near}"?)` : ''}; cloud-init would ignore it` });
+      problems.push({ path: join(basePath, k), message: `unknown cloud-config key${near ? ` (did you mean "${near}"?)` : ''}; cloud-init would ignore it`, atKey: true });
     }
   }
   const wf = obj.write_files;

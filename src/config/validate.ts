@@ -76,8 +76,8 @@ export function describe(v: Json): string {
 class Checker {
   readonly problems: Problem[] = [];
 
-  add(p: string, message: string): void {
-    this.problems.push({ path: p, message });
+  add(p: string, message: string, atKey = false): void {
+    this.problems.push({ path: p, message, ...(atKey ? { atKey } : {}) });
   }
 
   isObject(v: Json, p: string): v is Obj {
@@ -89,10 +89,10 @@ class Checker {
   keys(obj: Obj, p: string, known: readonly string[]): void {
     for (const k of Object.keys(obj)) {
       if (k === '__proto__' || k === 'constructor' || k === 'prototype') {
-        this.add(join(p, k), 'reserved key is not allowed');
+        this.add(join(p, k), 'reserved key is not allowed', true);
       } else if (!known.includes(k)) {
         const near = nearest(k, known);
-        this.add(join(p, k), `unknown field${near ? ` (did you mean "${near}"?)` : `; known fields: ${known.join(', ')}`}`);
+        this.add(join(p, k), `unknown field${near ? ` (did you mean "${near}"?)` : `; known fields: ${known.join(', ')}`}`, true);
       }
     }
   }

@@ -26,7 +26,7 @@ export function splitPath(p: string): Array<string | number> {
 }
 
 /** The range of the deepest node on `segments` that exists; a key's own position when the path ends at a key. */
-function rangeOf(doc: Document, segments: Array<string | number>): [number, number] | undefined {
+function rangeOf(doc: Document, segments: Array<string | number>, atKey: boolean): [number, number] | undefined {
   let node: unknown = doc.contents;
   let best: [number, number] | undefined = (node as YamlNode | null)?.range ? [(node as YamlNode).range![0], (node as YamlNode).range![1]] : undefined;
   for (const seg of segments) {
@@ -37,7 +37,7 @@ function rangeOf(doc: Document, segments: Array<string | number>): [number, numb
       if (key.range) best = [key.range[0], key.range[1]];
       node = pair.value;
       // Report type errors at the value; unknown-key errors stay at the key.
-      if (seg === segments[segments.length - 1] && (node as YamlNode | null)?.range && !isMap(node) && !isSeq(node)) {
+      if (!atKey && seg === segments[segments.length - 1] && (node as YamlNode | null)?.range && !isMap(node) && !isSeq(node)) {
         const r = (node as YamlNode).range!;
         best = [r[0], r[1]];
       }
@@ -81,7 +81,7 @@ export function parseYamlSource(text: string, file: string): YamlSource {
     data,
     locate(problems) {
       return problems.map((p) => {
-        const r = rangeOf(doc, splitPath(p.path));
+        const r = rangeOf(doc, splitPath(p.path), p.atKey === true);
         if (!r) return { ...p, file };
         const pos = lineCounter.linePos(r[0]);
         return { ...p, file, line: pos.line, column: pos.col };
