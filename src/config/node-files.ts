@@ -56,15 +56,24 @@ function scheme(spec: ResolvedSpec): string {
   return spec.etcd.tls ? 'https' : 'http';
 }
 
+const membersCache = new WeakMap<ResolvedSpec, ResolvedNode[]>();
+
+/** The etcd member nodes; computed once per spec, since every node's files list them. */
+function etcdMembers(spec: ResolvedSpec): ResolvedNode[] {
+  let m = membersCache.get(spec);
+  if (!m) membersCache.set(spec, (m = spec.nodes.filter((n) => n.etcdMember)));
+  return m;
+}
+
 /** Client URLs of every etcd member, as agents and etcdctl use them. */
 export function etcdEndpoints(spec: ResolvedSpec): string[] {
-  return spec.nodes.filter((n) => n.etcdMember).map((n) => `${scheme(spec)}://${n.address}:${spec.etcd.clientPort}`);
+  return etcdMembers(spec).map((n) => `${scheme(spec)}://${n.address}:${spec.etcd.clientPort}`);
 }
 
 /** The environment Debian's etcd reads (ETCD_* variables), for one member. */
 export function etcdEnvironment(spec: ResolvedSpec, node: ResolvedNode): Record<string, string> {
   const s = scheme(spec);
-  const members = spec.nodes.filter((n) => n.etcdMember);
+  const members = etcdMembers(spec);
   const env: Record<string, string> = {
     ETCD_NAME: node.name,
     ETCD_DATA_DIR: PATHS.etcdDataDir,
