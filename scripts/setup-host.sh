@@ -18,6 +18,9 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 
+# Node.js and npm: the machine image normally has them; a bare Debian 12 gets Debian's.
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -36,7 +39,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     chmod +x /usr/sbin/policy-rc.d
     created_policy=1
   fi
-  trap '[ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
+  trap 'if [ "$created_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi' EXIT
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
