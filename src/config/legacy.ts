@@ -42,6 +42,8 @@ export function convertLegacy(text: string, file: string, format: 'cloud-config'
   const config = readLegacyConfig(src);
   throwIfProblems(src.errors, `${file}: not a usable CoreOS cloud-config`);
   const output = format === 'cloud-config' ? serializeCloudConfig(toCloudConfig(config, src)) : serializeIgnition(toIgnition(config, src));
+  // a translation can find input it cannot carry into this format
+  throwIfProblems(src.errors, `${file}: cannot convert to ${format}`);
   return { output, format, warnings: sortByLine(src.warnings) };
 }
 

@@ -3,7 +3,7 @@
  * under /etc/systemd (write_files) plus systemctl calls (runcmd). The big difference to keep
  * in mind: coreos-cloudinit ran at every boot, cloud-init runs write_files and runcmd once.
  */
-import { Document, isSeq } from 'yaml';
+import { Document, isSeq, visit } from 'yaml';
 import { STARTING_COMMANDS, type LegacyConfig, type LegacyFile, type LegacyUnit, type LegacyUser, type UnitCommand } from './model';
 import type { LegacySource, Where } from './source';
 import { dropInPath, ENV_DROPIN_NAME, envDropInContents, unitKind, unitPath } from './systemd';
@@ -72,7 +72,28 @@ export function toCloudConfig(config: LegacyConfig, src: LegacySource): ModernCl
   const runcmd = unitFilesAndCommands(config, src, files);
   if (files.length > 0) out.write_files = files;
   if (runcmd.length > 0) out.runcmd = runcmd;
+  checkCarriable(config, src);
   return out;
+}
+
+/** Names and other short text have no base64 fallback, so text cloud-init would misread is an error. */
+function checkCarriable(config: LegacyConfig, src: LegacySource): void {
+  const check = (text: string | undefined, at: Where, what: string): void => {
+    const bad = text === undefined ? null : PYYAML_UNSAFE.exec(text);
+    if (bad) {
+      src.error(at, `${what} contains U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}, which cloud-init's YAML reader would not read back as written`);
+    }
+  };
+  check(config.hostname?.value, config.hostname?.at ?? { path: 'hostname' }, 'hostname');
+  for (const key of config.sshAuthorizedKeys?.value ?? []) check(key, config.sshAuthorizedKeys!.at, 'an SSH key');
+  for (const u of config.users) {
+    for (const text of [u.name, u.gecos, u.homedir, u.passwordHash, u.primaryGroup, u.shell, ...u.groups, ...u.sshAuthorizedKeys]) check(text, u.at, 'a user field');
+  }
+  for (const f of config.writeFiles) {
+    check(f.path, f.at, 'the path');
+    check(f.owner?.text, f.at, 'the owner');
+  }
+  for (const unit of config.units) for (const d of unit.dropIns) check(d.name, d.at, 'the drop-in name');
 }
 
 /** `#cloud-config` and the YAML, quoted for YAML 1.1 readers (cloud-init uses PyYAML, where `on` is a boolean). */
@@ -81,6 +102,12 @@ export function serializeCloudConfig(config: ModernCloudConfig): string {
   // `- [systemctl, enable, x]` reads better than one word per line
   const runcmd = doc.get('runcmd', true);
   if (isSeq(runcmd)) for (const item of runcmd.items) if (isSeq(item)) item.flow = true;
+  // PyYAML ends an unquoted scalar at a tab; double quotes carry it as \t
+  visit(doc, {
+    Scalar(_key, node) {
+      if (typeof node.value === 'string' && node.value.includes('\t') && !node.value.includes('\n')) node.type = 'QUOTE_DOUBLE';
+    },
+  });
   return `#cloud-config\n${doc.toString({ lineWidth: 0 })}`;
 }
 
@@ -119,13 +146,26 @@ function needsUsers(file: LegacyFile): boolean {
   return names.some((n) => n !== 'root' && !/^\d+$/.test(n));
 }
 
+/**
+ * Characters PyYAML (cloud-init's YAML reader) would not read back as written: tabs in an
+ * unquoted line, YAML 1.1 line breaks (NEL, LS, PS), C1 controls and U+FFFE/U+FFFF, which the
+ * `yaml` package emits raw even inside double quotes.
+ */
+const PYYAML_UNSAFE = /[\x7f-\x9f\u2028\u2029\ufffe\uffff]/;
+
+/** A file whose text cannot travel as YAML text travels as base64 instead (cloud-init decodes it). */
+function textFile(path: string, text: string, permissions = '0644'): CloudConfigFile {
+  if (!PYYAML_UNSAFE.test(text)) return { path, content: text, permissions };
+  return { path, content: Buffer.from(text, 'utf8').toString('base64'), encoding: 'b64', permissions };
+}
+
 function cloudConfigFile(file: LegacyFile): CloudConfigFile {
   const out: CloudConfigFile = { path: file.path, content: '', permissions: permissionsText(file.mode) };
-  if (typeof file.written === 'string') {
+  if (typeof file.written === 'string' && !PYYAML_UNSAFE.test(file.written)) {
     out.content = file.written;
     if (file.encoding) out.encoding = file.encoding;
   } else if (file.gzipped) {
-    // `!!binary` content: carried as base64 text, still compressed
+    // `!!binary` content (or text YAML cannot carry): base64 text, still compressed
     out.content = file.gzipped.toString('base64');
     out.encoding = 'gz+b64';
   } else {
@@ -148,7 +188,7 @@ function updateConfFile(config: LegacyConfig, src: LegacySource): CloudConfigFil
     update.at,
     'written to /etc/coreos/update.conf as coreos-cloudinit did, but nothing on Debian 12 reads it (update_engine and locksmithd are CoreOS programs); the locksmithd/update-engine restarts coreos-cloudinit made are left out. Use unattended-upgrades for updates',
   );
-  return { path: '/etc/coreos/update.conf', content: lines.length > 0 ? `${lines.join('\n')}\n` : '', permissions: '0644' };
+  return textFile('/etc/coreos/update.conf', lines.length > 0 ? `${lines.join('\n')}\n` : '');
 }
 
 /**
@@ -162,10 +202,10 @@ function unitFilesAndCommands(config: LegacyConfig, src: LegacySource, files: Cl
   let networkUnits = false;
   for (const unit of config.units) {
     const kind = unitKind(unit.name)!;
-    if (unit.content) files.push({ path: unitPath(unit.name, kind, unit.runtime), content: unit.content.value, permissions: '0644' });
+    if (unit.content) files.push(textFile(unitPath(unit.name, kind, unit.runtime), unit.content.value));
     for (const d of unit.dropIns) {
       if (isReplacedByEnvDropIn(config, unit, d.name)) continue;
-      files.push({ path: dropInPath(unit.name, kind, unit.runtime, d), content: d.content, permissions: '0644' });
+      files.push(textFile(dropInPath(unit.name, kind, unit.runtime, d), d.content));
     }
     if (unit.runtime && (unit.content || unit.dropIns.length > 0)) warnRuntime(unit, src);
     if (kind === 'network') {
@@ -184,7 +224,7 @@ function unitFilesAndCommands(config: LegacyConfig, src: LegacySource, files: Cl
     if (env.settings.length === 0) continue;
     // Persistent under /etc: coreos-cloudinit re-created its /run copy at every boot, cloud-init writes once.
     const path = dropInPath(env.unit, 'system', false, { name: ENV_DROPIN_NAME, content: '', at: env.at });
-    files.push({ path, content: envDropInContents(env.settings), permissions: '0644' });
+    files.push(textFile(path, envDropInContents(env.settings)));
   }
   const wroteUnits = files.some((f) => f.path.startsWith('/etc/systemd/') || f.path.startsWith('/run/systemd/'));
   if (!wroteUnits && setup.length === 0 && commands.length === 0) return [];

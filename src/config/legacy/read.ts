@@ -86,7 +86,7 @@ export function readLegacyConfig(src: LegacySource): LegacyConfig {
 
   const hostname = top.get('hostname');
   const hostnameText = src.string(hostname);
-  if (hostname && hostnameText !== undefined) {
+  if (hostname && hostnameText) {
     config.hostname = { value: hostnameText, at: hostname.at };
     if (!/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(hostnameText) || hostnameText.length > 253) {
       src.warn(hostname.at, 'is not a valid host name (RFC 1123); it is passed on unchanged, but hostnamectl and the kernel will refuse or truncate it');

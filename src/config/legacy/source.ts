@@ -56,7 +56,7 @@ export class LegacySource {
       const pos = e.linePos?.[0];
       this.errors.push({
         path: '',
-        message: `YAML syntax error: ${firstSentence(e.message)}`,
+        message: `YAML syntax error: ${e.code === 'MULTIPLE_DOCS' ? 'the file holds more than one YAML document' : firstSentence(e.message)}`,
         file,
         ...(pos ? { line: pos.line, column: pos.col } : {}),
       });
