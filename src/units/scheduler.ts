@@ -1,0 +1,181 @@
+/**
+ * Placement: from jobs, live machines and the current schedule to the schedule there
+ * should be. Pure and deterministic (same input, same output), so the engine only
+ * diffs and writes, and every rule is testable without etcd.
+ *
+ * Rules (fleet's, see docs/units.md for the differences):
+ * - only `loaded` and `launched` jobs are placed;
+ * - a placed unit stays where it is while its machine lives and it is still eligible there
+ *   (fleet never moved healthy units; moving them is a deliberate act);
+ * - eligibility: MachineID, MachineMetadata, MachineOf (on the machine of every target),
+ *   Conflicts (neither side's globs match the other), Replaces (the replacing unit takes
+ *   the replaced unit's machine and pushes it off);
+ * - among eligible machines, the least loaded (fewest units), ties by machine ID;
+ * - Global units run on every machine that matches their metadata and holds no conflict;
+ * - a unit that cannot be placed gets a reason.
+ */
+import type { Assignment, DesiredState, Job, MachineInfo } from './registry';
+import { conflictsWith, matchesMetadata, type XFleetOptions } from './xfleet';
+
+export interface SchedulableJob {
+  name: string;
+  hash: string;
+  desiredState: DesiredState;
+  options: XFleetOptions;
+}
+
+export interface ScheduleInput {
+  jobs: readonly SchedulableJob[];
+  machines: readonly Pick<MachineInfo, 'id' | 'metadata'>[];
+  schedule: readonly Pick<Assignment, 'machineId' | 'unit' | 'hash'>[];
+}
+
+export interface PlannedAssignment {
+  unit: string;
+  machineId: string;
+  hash: string;
+  reason: string;
+}
+
+export interface SchedulePlan {
+  /** The complete schedule there should be. */
+  target: PlannedAssignment[];
+  /** Assignments to write (new, or moved, or with a new hash). */
+  assign: PlannedAssignment[];
+  /** Assignments to remove, with why. */
+  unassign: Array<{ unit: string; machineId: string; reason: string }>;
+  /** Units that should run but cannot be placed, with why. */
+  unplaceable: Map<string, string>;
+}
+
+type JobLike = Pick<Job, 'name'> & { options: Pick<XFleetOptions, 'conflicts'> };
+
+/** Placement order: MachineOf targets before followers, replacers before the units they replace. */
+function placementOrder(jobs: SchedulableJob[]): SchedulableJob[] {
+  const byName = new Map(jobs.map((j) => [j.name, j]));
+  const out: SchedulableJob[] = [];
+  const seen = new Set<string>();
+  const visit = (j: SchedulableJob, path: Set<string>): void => {
+    if (seen.has(j.name) || path.has(j.name)) return; // cycles were rejected at submit; never loop here
+    path.add(j.name);
+    for (const t of j.options.machineOf) {
+      const target = byName.get(t);
+      if (target) visit(target, path);
+    }
+    // A unit replacing this one is placed first, so this one sees where it must not be.
+    for (const other of jobs) if (other.options.replaces.includes(j.name)) visit(other, path);
+    path.delete(j.name);
+    seen.add(j.name);
+    out.push(j);
+  };
+  for (const j of [...jobs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) visit(j, new Set());
+  return out;
+}
+
+function describeMetadata(o: XFleetOptions): string {
+  return o.machineMetadata.map((m) => `${m.key}=${m.values.join('|')}`).join(', ');
+}
+
+export function planSchedule(input: ScheduleInput): SchedulePlan {
+  const machines = [...input.machines].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const machineById = new Map(machines.map((m) => [m.id, m]));
+  const active = input.jobs.filter((j) => j.desiredState !== 'inactive');
+  const jobByName = new Map(active.map((j) => [j.name, j]));
+
+  /** Units planned on each machine so far, and where each non-global unit went. */
+  const onMachine = new Map<string, JobLike[]>(machines.map((m) => [m.id, []]));
+  const placedAt = new Map<string, string>();
+  const target: PlannedAssignment[] = [];
+  const unplaceable = new Map<string, string>();
+
+  const current = new Map<string, string[]>();
+  for (const a of input.schedule) current.set(a.unit, [...(current.get(a.unit) ?? []), a.machineId]);
+
+  /** Why `job` cannot go on machine `m`, or undefined if it can. */
+  const ineligible = (job: SchedulableJob, m: Pick<MachineInfo, 'id' | 'metadata'>): string | undefined => {
+    const o = job.options;
+    if (o.machineId !== undefined && o.machineId !== m.id) return `MachineID=${o.machineId}`;
+    if (!matchesMetadata(o, m.metadata)) return `MachineMetadata ${describeMetadata(o)} does not match`;
+    for (const t of o.machineOf) if (placedAt.get(t) !== m.id) return `MachineOf=${t} is elsewhere`;
+    for (const other of onMachine.get(m.id) ?? []) {
+      if (conflictsWith(job, other)) return `conflicts with ${other.name}`;
+      const otherJob = jobByName.get(other.name);
+      if (otherJob?.options.replaces.includes(job.name)) return `replaced by ${other.name}`;
+    }
+    return undefined;
+  };
+
+  const place = (job: SchedulableJob, machineId: string, reason: string) => {
+    onMachine.get(machineId)!.push(job);
+    if (!job.options.global) placedAt.set(job.name, machineId);
+    target.push({ unit: job.name, machineId, hash: job.hash, reason });
+  };
+
+  const ordered = placementOrder(active);
+
+  // Global units first: they run everywhere they match, and others must respect them.
+  for (const job of ordered.filter((j) => j.options.global)) {
+    const eligible = machines.filter((m) => matchesMetadata(job.options, m.metadata) && !(onMachine.get(m.id) ?? []).some((o) => conflictsWith(job, o)));
+    if (eligible.length === 0) {
+      unplaceable.set(job.name, machines.length === 0 ? 'no machines registered' : `no machine matches MachineMetadata ${describeMetadata(job.options)} without a conflict`);
+    }
+    for (const m of eligible) place(job, m.id, 'global');
+  }
+
+  for (const job of ordered.filter((j) => !j.options.global)) {
+    const o = job.options;
+    // Replaces: take the replaced unit's machine when eligible.
+    const replacedMachines = o.replaces.map((r) => placedAt.get(r) ?? current.get(r)?.[0]).filter((x): x is string => x !== undefined && machineById.has(x));
+    const kept = (current.get(job.name) ?? []).find((id) => machineById.has(id));
+    // Replaces only steers a unit that needs a machine: a placed one stays, or the two would chase each other.
+    if (kept !== undefined && ineligible(job, machineById.get(kept)!) === undefined) {
+      place(job, kept, 'kept');
+      continue;
+    }
+    // MachineOf targets must already be placed (they come first in the order).
+    const missing = o.machineOf.filter((t) => !placedAt.has(t));
+    if (missing.length > 0) {
+      unplaceable.set(job.name, `waiting for MachineOf target ${missing.join(', ')} (${missing.map((t) => (jobByName.has(t) ? 'not placed' : 'not submitted or not loaded')).join(', ')})`);
+      continue;
+    }
+    if (o.machineOf.length > 1 && new Set(o.machineOf.map((t) => placedAt.get(t))).size > 1) {
+      unplaceable.set(job.name, `MachineOf targets ${o.machineOf.join(', ')} are on different machines`);
+      continue;
+    }
+    if (machines.length === 0) {
+      unplaceable.set(job.name, 'no machines registered');
+      continue;
+    }
+    if (o.machineId !== undefined && !machineById.has(o.machineId)) {
+      unplaceable.set(job.name, `MachineID=${o.machineId} is not registered`);
+      continue;
+    }
+    const reasons = new Map<string, string>();
+    const eligible = machines.filter((m) => {
+      const why = ineligible(job, m);
+      if (why) reasons.set(m.id, why);
+      return why === undefined;
+    });
+    if (eligible.length === 0) {
+      const summary = [...new Set(reasons.values())].slice(0, 3).join('; ');
+      unplaceable.set(job.name, `no eligible machine among ${machines.length}: ${summary}`);
+      continue;
+    }
+    const preferred = eligible.find((m) => replacedMachines.includes(m.id));
+    const chosen = preferred ?? eligible.reduce((best, m) => (onMachine.get(m.id)!.length < onMachine.get(best.id)!.length ? m : best));
+    place(job, chosen.id, preferred ? `replaces ${o.replaces.join(', ')}` : kept !== undefined ? `moved from ${kept}` : (current.get(job.name)?.length ?? 0) > 0 ? 'machine gone' : 'least loaded');
+  }
+
+  // Diff against the current schedule.
+  const targetKey = new Map(target.map((t) => [`${t.unit}\0${t.machineId}`, t]));
+  const currentKey = new Map(input.schedule.map((a) => [`${a.unit}\0${a.machineId}`, a]));
+  const assign = target.filter((t) => currentKey.get(`${t.unit}\0${t.machineId}`)?.hash !== t.hash);
+  const unassign = input.schedule
+    .filter((a) => !targetKey.has(`${a.unit}\0${a.machineId}`))
+    .map((a) => {
+      const job = input.jobs.find((j) => j.name === a.unit);
+      const reason = !job ? 'unit destroyed' : job.desiredState === 'inactive' ? 'unloaded' : !machineById.has(a.machineId) ? 'machine gone' : unplaceable.get(a.unit) ?? 'moved';
+      return { unit: a.unit, machineId: a.machineId, reason };
+    });
+  return { target, assign, unassign, unplaceable };
+}
