@@ -40,10 +40,10 @@ export function isLegacyCoreosConfig(text: string): boolean {
 export function convertLegacy(text: string, file: string, format: 'cloud-config' | 'ignition'): ConvertResult {
   const src = new LegacySource(text, file);
   const config = readLegacyConfig(src);
-  throwIfProblems(src.errors, `${file}: not a usable CoreOS cloud-config`);
+  throwIfProblems(sortByLine(src.errors), `${file}: not a usable CoreOS cloud-config`);
   const output = format === 'cloud-config' ? serializeCloudConfig(toCloudConfig(config, src)) : serializeIgnition(toIgnition(config, src));
   // a translation can find input it cannot carry into this format
-  throwIfProblems(src.errors, `${file}: cannot convert to ${format}`);
+  throwIfProblems(sortByLine(src.errors), `${file}: cannot convert to ${format}`);
   return { output, format, warnings: sortByLine(src.warnings) };
 }
 

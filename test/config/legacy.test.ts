@@ -394,6 +394,7 @@ describe('broken input throws invalid-input with the place', () => {
       'coreos.units[3].enable': 20,
       'coreos.units[3].content': 21,
     });
+    assert.deepEqual(problems.map((p) => p.line), Object.values(at), 'problems come in line order');
     assert.match(problems.find((p) => p.path === 'coreos.units[1].command')!.message, /unknown unit command "enable"/);
     assert.match(problems.find((p) => p.path === 'coreos.units[3].content')!.message, /line 2/);
   });
@@ -578,6 +579,14 @@ describe('unit semantics', () => {
     assert.deepEqual(cc.config.ssh_authorized_keys, ['ssh-ed25519 AAAAtop']);
     const ign = toIgnition(text);
     assert.deepEqual(ign.config.passwd?.users, [{ name: 'core', sshAuthorizedKeys: ['ssh-ed25519 AAAAcore', 'ssh-ed25519 AAAAtop'] }, { name: 'app' }]);
+  });
+
+  test('empty and null sections mean nothing to do', () => {
+    const text = '#cloud-config\nmanage_etc_hosts: ~\nusers:\nwrite_files: null\ncoreos:\n  fleet: ~\n  etcd2: {}\n  units:\n';
+    for (const { config, warnings } of [toCloudConfig(text), toIgnition(text)]) {
+      assert.deepEqual(warnings, []);
+      assert.deepEqual(Object.keys(config).filter((k) => k !== 'ignition'), []);
+    }
   });
 
   test('reboot-strategy: off stays the text off (YAML 1.1 would make it false)', () => {

@@ -20,7 +20,7 @@ import {
   type LegacyUser,
   type UnitCommand,
 } from './model';
-import { describe, type Field, type LegacySource, type Where } from './source';
+import { describe, isEmpty, type Field, type LegacySource, type Where } from './source';
 import {
   COREOS_ONLY_UNITS,
   ENV_DROPIN_NAME,
@@ -77,7 +77,7 @@ export function readLegacyConfig(src: LegacySource): LegacyConfig {
 
   const root = src.doc.contents;
   const rootAt = src.where('', root);
-  if (root === null || (isScalar(root) && root.value === null)) {
+  if (isEmpty(root)) {
     src.error({ path: '', line: 1 }, 'the document is empty');
     return config;
   }
@@ -129,8 +129,8 @@ function checkHeader(src: LegacySource): void {
 
 function readManageEtcHosts(src: LegacySource, field: Field, config: LegacyConfig): void {
   const node = field.value;
-  // `false` asks for nothing, which is what leaving the key out does.
-  if (isScalar(node) && node.value === false) return;
+  // `false` or nothing asks for nothing, which is what leaving the key out does.
+  if (isEmpty(node) || (isScalar(node) && node.value === false)) return;
   if (isScalar(node) && node.value === 'localhost') {
     config.manageEtcHosts = field.at;
     return;
@@ -144,7 +144,7 @@ function readCoreos(src: LegacySource, field: Field, config: LegacyConfig): void
   for (const [name, why] of Object.entries(UNTRANSLATED_COREOS)) {
     const section = coreos.get(name);
     if (!section) continue;
-    if (section.value !== null && !isMap(section.value)) {
+    if (!isEmpty(section.value) && !isMap(section.value)) {
       src.error(section.at, `expected a mapping (key: value lines), found ${describe(section.value)}`);
       continue;
     }

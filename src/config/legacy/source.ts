@@ -31,6 +31,11 @@ export function normalizeKey(key: string): string {
   return key.replaceAll('-', '_');
 }
 
+/** An absent value, `key:` with nothing after it, or an explicit null (`~`, `null`). */
+export function isEmpty(node: Node | null): boolean {
+  return node === null || (isScalar(node) && (node.value === null || node.value === undefined));
+}
+
 export function childPath(parent: string, key: string | number): string {
   if (typeof key === 'number') return `${parent}[${key}]`;
   return parent ? `${parent}.${key}` : key;
@@ -103,7 +108,7 @@ export class LegacySource {
    * are reported as warnings (coreos-cloudinit ignored them too) and left out.
    */
   mapping(node: Node | null, path: string, at: Where, known: readonly string[]): Map<string, Field> | undefined {
-    if (node === null) return new Map();
+    if (isEmpty(node)) return new Map();
     if (!isMap(node)) {
       this.error(at, `expected a mapping (key: value lines), found ${describe(node)}`);
       return undefined;
@@ -141,7 +146,7 @@ export class LegacySource {
   /** Items of a sequence, each with its path and place; undefined (and an error) for a non-sequence. */
   sequence(field: Field): Array<{ node: Node | null; path: string; at: Where }> | undefined {
     const node = field.value;
-    if (node === null) return [];
+    if (isEmpty(node)) return [];
     if (!isSeq(node)) {
       this.error(field.at, `expected a list, found ${describe(node)}`);
       return undefined;
