@@ -97,15 +97,16 @@ function parseTemplateYaml(text: string, what: string): Document {
 }
 
 /**
- * Line breaks in YAML 1.1 (PyYAML, which cloud-init uses) but not in YAML 1.2 (the `yaml`
- * package): raw inside a block scalar they break the document, and raw NEL inside double
- * quotes is folded to a space. Strings holding them are double-quoted with these escaped.
+ * Characters the `yaml` package writes raw but PyYAML (cloud-init's parser, YAML 1.1)
+ * reads differently: NEL, LS and PS are line breaks there (raw NEL inside double quotes
+ * is folded to a space), and DEL, C1 controls, U+FFFE and U+FFFF are refused as non-printable.
+ * Strings holding them are double-quoted (see prettify) with these escaped.
  */
-const YAML11_BREAKS = /[\u0085\u2028\u2029]/;
-const YAML11_BREAKS_ALL = /[\u0085\u2028\u2029]/g;
+const PYYAML_UNSAFE = /[\u007f-\u009f\u2028\u2029\ufffe\uffff]/;
+const PYYAML_UNSAFE_ALL = /[\u007f-\u009f\u2028\u2029\ufffe\uffff]/g;
 
-function escapeYaml11Breaks(text: string): string {
-  return text.replace(YAML11_BREAKS_ALL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+function escapeForPyYaml(text: string): string {
+  return text.replace(PYYAML_UNSAFE_ALL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 const YAML11_WORDS = new Set(['y', 'n', 'yes', 'no', 'on', 'off', 'true', 'false', 'null']);
@@ -115,7 +116,7 @@ function prettify(doc: Document): void {
   visit(doc, {
     Scalar(key, node) {
       if (typeof node.value !== 'string') return;
-      if (YAML11_BREAKS.test(node.value) || /[\r\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufeff]/.test(node.value)) node.type = Scalar.QUOTE_DOUBLE;
+      if (PYYAML_UNSAFE.test(node.value) || /[\r\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufeff]/.test(node.value)) node.type = Scalar.QUOTE_DOUBLE;
       else if (node.value.includes('\n')) node.type = Scalar.BLOCK_LITERAL;
       // Plain keys where unambiguous in YAML 1.1 too (cloud-init reads with PyYAML); values stay quoted.
       else if (key === 'key' && /^[a-z][a-z0-9_-]*$/.test(node.value) && !YAML11_WORDS.has(node.value)) node.type = Scalar.PLAIN;
@@ -177,9 +178,9 @@ function finishCloudConfig(doc: Document, spec: ResolvedSpec, node: string): str
   throwIfProblems(checkCloudConfig(merged), `cloud-config for node ${node}`);
   prettify(out);
   // The text comes from the YAML library's serialiser, never from string pasting; only
-  // double-quoted scalars can hold YAML 1.1 breaks (see prettify), so escaping them is safe.
+  // double-quoted scalars can hold PyYAML-unsafe characters (see prettify), so escaping them is safe.
   // Tests parse the result with PyYAML, as cloud-init does, and compare it with this data.
-  return escapeYaml11Breaks(`#cloud-config\n${out.toString({ lineWidth: 0 }).replace(/^#cloud-config\n/, '')}`);
+  return escapeForPyYaml(`#cloud-config\n${out.toString({ lineWidth: 0 }).replace(/^#cloud-config\n/, '')}`);
 }
 
 /** Renders one node's documents. */
@@ -207,7 +208,7 @@ export function renderNode(spec: ResolvedSpec, node: ResolvedNode, secrets: Clus
     const problems = checkNetworkConfig(doc.toJS());
     throwIfProblems(problems, `network-config for node ${node.name}`);
     prettify(doc);
-    net = escapeYaml11Breaks(doc.toString({ lineWidth: 0 }));
+    net = escapeForPyYaml(doc.toString({ lineWidth: 0 }));
   }
   return { node: node.name, format, userData: cc, metaData, ...(net !== undefined ? { networkConfig: net } : {}), hostPublicKey };
 }

@@ -22,7 +22,8 @@ const HOSTILE = [
   '{{hostname}} {{{raw}}} }} {{',
   '---\n...\n#cloud-config\n',
   '${HOME} $(reboot) `reboot`',
-  'unicode ✓ → 雪 \u2028 \t tab \u0085 nel \u2029 \r\n crlf',
+  'unicode ✓ → 雪 \u2028 \t tab \u0085 nel \u2029 \r\n crlf \u009b csi \ufffe \uffff \x7f del \x01 soh',
+  '\ttab first\n\ttab line\n',
   '&anchor *alias !tag %directive @at',
 ];
 const HOSTILE_META = ['a:b', '"q"', "it's", '{{x}}', '#hash', 'yes', 'null', '0777', '-dash'];
