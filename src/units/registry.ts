@@ -444,7 +444,7 @@ export class MachineLease {
   /** @internal */
   constructor(
     readonly machineId: string,
-    /** @internal */ readonly kept: KeptLease,
+    private readonly kept: KeptLease,
   ) {
     kept.on('lost', (err: FlotillaError) => this.events.emit('lost', err));
   }
@@ -655,7 +655,7 @@ class ResilientWatch {
     if (w !== this.watcher || this.closed) return;
     w.removeAllListeners();
     this.watcher = undefined;
-    this.onError(new FlotillaError('external', `etcd at ${this.reg.endpoints.join(',')}: watch on ${this.key} ended (${err.message}); listing again`, [], { cause: err }));
+    this.onError(new FlotillaError('external', `etcd at ${this.reg.endpoints.join(',')}: watch on ${this.key} ended (${err.message.replace(/:\s*$/, '')}); listing again`, [], { cause: err }));
     this.scheduleResync();
   }
 
@@ -688,6 +688,23 @@ function cappedBackoff(duration: number): WatchBackoff {
   return { duration, next: () => cappedBackoff(Math.min(duration * 2, 1000)) };
 }
 
+/**
+ * etcd3 puts a circuit breaker in front of each host (open for 5 s after 3 failures),
+ * so that calls skip a failing member. With a single endpoint there is nothing to skip
+ * to: the breaker only keeps refusing calls for 5 s after etcd is back. One endpoint
+ * therefore gets this pass-through policy instead (etcd3 only calls `execute`).
+ */
+type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
+const passThroughPolicy = (): HostPolicy => {
+  const noEvent = (): { dispose(): void } => ({ dispose: () => undefined });
+  const policy = {
+    onSuccess: noEvent,
+    onFailure: noEvent,
+    execute: async <T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T): Promise<T> => fn({ signal: new AbortController().signal }),
+  };
+  return policy as unknown as HostPolicy;
+};
+
 export class Registry {
   /** @internal */ readonly client: Etcd3;
   readonly prefix: string;
@@ -709,7 +726,7 @@ export class Registry {
         ? { credentials: { rootCertificate: toBuf(opts.tls.ca)!, privateKey: toBuf(opts.tls.key), certChain: toBuf(opts.tls.cert) } }
         : {}),
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
-      faultHandling: { watchBackoff: cappedBackoff(100) },
+      faultHandling: { watchBackoff: cappedBackoff(100), ...(opts.endpoints.length === 1 ? { host: passThroughPolicy } : {}) },
     });
   }
 

@@ -14,7 +14,7 @@ import {
   type RegistryChange,
   type WatchEvent,
 } from '../../src/units/registry';
-import { etcdctl, startEtcd, type SingleEtcd } from '../fixtures/etcd';
+import { etcdctl, startEtcd, startEtcdCluster, type EtcdCluster, type EtcdMember, type SingleEtcd } from '../fixtures/etcd';
 import { freePort } from '../fixtures/ports';
 
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
@@ -159,6 +159,10 @@ describe('registry against one etcd member', () => {
     // States live under the machine's lease.
     await reg.reportState('m1', m1, { unit: 'x.service', hash: sha('x'), active: 'active', sub: 'running' });
     assert.equal((await reg.listStates('m1')).length, 1);
+    await reg.clearState('m1', m1, 'x.service');
+    assert.deepEqual(await reg.listStates('m1'), []);
+    const st = await reg.reportState('m1', m1, { unit: 'x.service', hash: sha('x'), active: 'failed', sub: 'failed' });
+    assert.deepEqual(await reg.listStates(), [st]);
     await m1.revoke();
     assert.deepEqual(await reg.listMachines(), []);
     assert.deepEqual(await reg.listStates(), []);
@@ -249,6 +253,13 @@ describe('registry against one etcd member', () => {
     const a = await regA.campaign('engine-a', { ttlSeconds: 5 });
     assert.equal(a.isLeader, true);
     await regA.assign('m1', 'f.service', hash, a.fence);
+
+    // A campaign can be given up.
+    const ac = new AbortController();
+    const given = regB.campaign('engine-quitter', { ttlSeconds: 5, signal: ac.signal });
+    await sleep(200);
+    ac.abort();
+    await assert.rejects(given, isCode('timeout', /aborted/));
 
     // B waits while A leads.
     let bWon = false;
@@ -381,6 +392,49 @@ describe('registry against one etcd member', () => {
     } finally {
       await tlsEtcd.stop();
     }
+  });
+});
+
+describe('registry watch after compaction', () => {
+  let cluster: EtcdCluster | undefined;
+  const registries: Registry[] = [];
+  after(async () => {
+    for (const r of registries) await r.close().catch(() => undefined);
+    await cluster?.stop();
+  });
+
+  it('re-lists and re-watches when the revision it would resume from was compacted', async () => {
+    cluster = await startEtcdCluster(3);
+    const [a, b] = cluster.members as [EtcdMember, EtcdMember, EtcdMember];
+    const watching = await Registry.connect({ endpoints: [a.endpoint], cluster: 'compact' });
+    registries.push(watching);
+    const writer = await Registry.connect({ endpoints: [b.endpoint], cluster: 'compact' });
+    registries.push(writer);
+
+    const events: WatchEvent<MachineInfo>[] = [];
+    const errors: Error[] = [];
+    await watching.watchMachines((ev) => events.push(ev), { onError: (e) => errors.push(e) });
+    await writer.registerMachine(machine('m-before'), 60);
+    await waitFor('first put', () => events.some((e) => e.type === 'put' && e.item.id === 'm-before'));
+
+    // While the watcher's member is down, the others move on and compact away the history it needs.
+    await a.kill();
+    await writer.registerMachine(machine('m-during-1'), 60);
+    await writer.registerMachine(machine('m-during-2'), 60);
+    const status = JSON.parse(await etcdctl({ endpoints: [b.endpoint] }, ['endpoint', 'status', '-w', 'json'])) as { Status: { header: { revision: number } } }[];
+    await etcdctl({ endpoints: [b.endpoint] }, ['compaction', '--physical', String(status[0]!.Status.header.revision)]);
+    await a.restart();
+
+    await waitFor('a second snapshot', () => events.filter((e) => e.type === 'snapshot').length === 2, 30_000);
+    const second = events.filter((e) => e.type === 'snapshot')[1]!;
+    assert.ok(second.type === 'snapshot');
+    assert.deepEqual(second.items.map((m) => m.id).sort(), ['m-before', 'm-during-1', 'm-during-2']);
+    assert.ok(errors.some((e) => /watch on \/flotilla\/compact\/machines\/ ended \(Watcher canceled.*\); listing again/.test(e.message)), errors.map((e) => e.message).join('\n'));
+
+    // And it keeps watching from the new revision.
+    await writer.registerMachine(machine('m-after'), 60);
+    await waitFor('put after resync', () => events.some((e) => e.type === 'put' && e.item.id === 'm-after'));
+    assert.equal(events.filter((e) => e.type === 'put' && e.item.id.startsWith('m-during')).length, 0);
   });
 });
 
