@@ -74,6 +74,11 @@ export interface Assignment {
   machineId: string;
   unit: string;
   hash: string;
+  /**
+   * What the agent should do with it: `launched` runs it, `loaded` keeps it stopped.
+   * Carried here so an agent watches only its own assignments, never every job.
+   */
+  desiredState: 'loaded' | 'launched';
   /** ISO 8601. */
   assignedAt: string;
   reason?: string;
@@ -313,7 +318,9 @@ function decodeMachine(o: Json): MachineInfo {
 }
 function decodeAssignment(machineId: string, o: Json): Assignment {
   const reason = optStr(o, 'reason');
-  return { machineId, unit: str(o, 'unit'), hash: str(o, 'hash'), assignedAt: str(o, 'assignedAt'), ...(reason !== undefined ? { reason } : {}) };
+  const desiredState = optStr(o, 'desiredState') ?? 'launched';
+  if (desiredState !== 'loaded' && desiredState !== 'launched') throw new Malformed(`desiredState ${JSON.stringify(desiredState)} is not loaded or launched`);
+  return { machineId, unit: str(o, 'unit'), hash: str(o, 'hash'), desiredState, assignedAt: str(o, 'assignedAt'), ...(reason !== undefined ? { reason } : {}) };
 }
 function decodeState(machineId: string, o: Json): UnitState {
   return { machineId, unit: str(o, 'unit'), hash: str(o, 'hash'), active: str(o, 'active'), sub: str(o, 'sub'), updatedAt: str(o, 'updatedAt') };
@@ -860,6 +867,13 @@ export class Registry {
     return { ...job, text: text(body) };
   }
 
+  /** A unit body by its content hash (bodies are immutable), or undefined once collected. */
+  async getBody(hash: string): Promise<string | undefined> {
+    checkHash(hash);
+    const kv = await this.getKv(this.k.body(hash));
+    return kv ? text(kv) : undefined;
+  }
+
   /** All jobs, by name. */
   async listUnits(): Promise<Job[]> {
     const res = await this.range('list units', this.k.jobs);
@@ -994,13 +1008,14 @@ export class Registry {
    * holds, the unit is submitted with that content, and the machine is registered;
    * otherwise 'conflict' (fenced out) or 'not-found'.
    */
-  async assign(machineId: string, unit: string, hash: string, fence: Fence, reason?: string): Promise<Assignment> {
+  async assign(machineId: string, unit: string, hash: string, fence: Fence, opts: { reason?: string; desiredState?: 'loaded' | 'launched' } = {}): Promise<Assignment> {
     checkName('machine ID', machineId);
     checkName('unit name', unit);
     checkHash(hash);
     this.checkFence(fence);
     const k = this.k;
-    const assignment: Assignment = { machineId, unit, hash, assignedAt: now(), ...(reason !== undefined ? { reason } : {}) };
+    const { reason, desiredState = 'launched' } = opts;
+    const assignment: Assignment = { machineId, unit, hash, desiredState, assignedAt: now(), ...(reason !== undefined ? { reason } : {}) };
     const { machineId: _omit, ...stored } = assignment;
     const res = await this.txn(`assign ${unit} to ${machineId}`, {
       compare: [

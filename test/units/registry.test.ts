@@ -206,7 +206,7 @@ describe('registry against one etcd member', () => {
     const lead = await reg.campaign('engine-1', { ttlSeconds: 5 });
 
     // m1 already has one assignment before its agent starts watching: it comes in the snapshot.
-    await reg.assign('m1', 'u1.service', sha(unitText('u1')), lead.fence, 'least loaded');
+    await reg.assign('m1', 'u1.service', sha(unitText('u1')), lead.fence, { reason: 'least loaded' });
 
     const seen: Record<string, WatchEvent<Assignment>[]> = { m1: [], m10: [], m2: [] };
     for (const id of Object.keys(seen)) await agentReg.watchAssignments(id, (ev) => seen[id]!.push(ev));

@@ -1,0 +1,58 @@
+import { FlotillaError } from '../../errors';
+import { loadFleetdConfig, parseMetadataFlag, startFleetd, type FleetdConfig } from '../../units/fleetd';
+import { choiceOpt, intOpt, stringOpt, type CommandSpec } from '../command';
+
+export const fleetdCommand: CommandSpec = {
+  name: 'fleetd',
+  summary: 'Run the engine and agent on this node (every node is a candidate engine)',
+  options: {
+    config: { type: 'string', description: 'fleetd.json as rendered into /etc/flotilla (flags override it)', valueName: 'FILE' },
+    endpoints: { type: 'string', description: 'etcd client URLs, comma-separated', valueName: 'URLS' },
+    cluster: { type: 'string', description: 'cluster name (key prefix /flotilla/NAME/)', valueName: 'NAME' },
+    'key-prefix': { type: 'string', description: 'etcd key prefix instead of --cluster', valueName: 'PREFIX' },
+    'machine-id': { type: 'string', description: 'machine ID (default: /etc/machine-id)', valueName: 'ID' },
+    metadata: { type: 'string', description: 'machine metadata k=v,k=v', valueName: 'LIST' },
+    address: { type: 'string', description: 'address others reach this machine at', valueName: 'IP' },
+    runner: { type: 'string', description: 'auto | systemd | process', valueName: 'KIND' },
+    'state-dir': { type: 'string', description: 'where unit logs go', valueName: 'DIR' },
+    ttl: { type: 'string', description: 'machine lease TTL in seconds (default 4)', valueName: 'SECONDS' },
+    'reconcile-interval': { type: 'string', description: "engine's sweep interval in ms (default 2000)", valueName: 'MS' },
+    'ca-file': { type: 'string', description: 'etcd CA certificate', valueName: 'FILE' },
+    'cert-file': { type: 'string', description: 'etcd client certificate', valueName: 'FILE' },
+    'key-file': { type: 'string', description: 'etcd client key', valueName: 'FILE' },
+  },
+  details: 'Stops cleanly on SIGTERM/SIGINT: resigns leadership, stops its units and deregisters.',
+  async run(p, io) {
+    if (p.positionals.length) throw new FlotillaError('usage', `flotilla fleetd: unexpected argument "${p.positionals[0]}"`);
+    const endpoints = stringOpt(p, 'endpoints', 'fleetd');
+    const metadata = stringOpt(p, 'metadata', 'fleetd');
+    const ca = stringOpt(p, 'ca-file', 'fleetd');
+    const overrides: Partial<FleetdConfig> = {
+      ...(endpoints ? { endpoints: endpoints.split(',').map((e) => e.trim()) } : {}),
+      ...(metadata !== undefined ? { metadata: parseMetadataFlag(metadata) } : {}),
+      cluster: stringOpt(p, 'cluster', 'fleetd'),
+      keyPrefix: stringOpt(p, 'key-prefix', 'fleetd'),
+      machineId: stringOpt(p, 'machine-id', 'fleetd'),
+      address: stringOpt(p, 'address', 'fleetd'),
+      runner: choiceOpt(p, 'runner', 'fleetd', ['auto', 'systemd', 'process'] as const),
+      stateDir: stringOpt(p, 'state-dir', 'fleetd'),
+      ttlSeconds: intOpt(p, 'ttl', 'fleetd', 1, 3600),
+      reconcileIntervalMs: intOpt(p, 'reconcile-interval', 'fleetd', 50, 600_000),
+      ...(ca ? { tls: { ca, ...(stringOpt(p, 'cert-file', 'fleetd') ? { cert: stringOpt(p, 'cert-file', 'fleetd')! } : {}), ...(stringOpt(p, 'key-file', 'fleetd') ? { key: stringOpt(p, 'key-file', 'fleetd')! } : {}) } } : {}),
+    };
+    const config = loadFleetdConfig(stringOpt(p, 'config', 'fleetd'), overrides);
+    const log = (m: string) => io.err(`${new Date().toISOString()} ${m}\n`);
+    const fleetd = await startFleetd(config, log);
+    log(`fleetd ${config.machineId} running (endpoints ${config.endpoints.join(',')}, TTL ${config.ttlSeconds} s)`);
+    await new Promise<void>((resolve) => {
+      const done = (sig: string) => {
+        log(`${sig}: stopping`);
+        resolve();
+      };
+      process.once('SIGTERM', () => done('SIGTERM'));
+      process.once('SIGINT', () => done('SIGINT'));
+    });
+    await fleetd.stop();
+    return 0;
+  },
+};

@@ -1,0 +1,196 @@
+/**
+ * The agent: registers its machine under a lease, watches only its own assignments,
+ * runs them through a runner, and reports their states.
+ *
+ * Fencing: when the lease cannot be kept (etcd unreachable), the agent stops every unit
+ * it runs *before* the lease can expire on the server, so a copy the engine reschedules
+ * elsewhere never runs beside this one (fleet issue #440). It then registers again.
+ */
+import { EventEmitter } from 'node:events';
+import { FlotillaError } from '../errors';
+import { Signal, sleep } from '../util/async';
+import type { Assignment, MachineInfo, MachineLease, Registry, RegistryWatch } from './registry';
+import type { UnitRunner, UnitStatus } from './runner/types';
+
+export interface AgentOptions {
+  registry: Registry;
+  machine: Omit<MachineInfo, 'startedAt' | 'version'>;
+  /** Lease TTL in seconds. */
+  ttlSeconds: number;
+  runner: UnitRunner;
+  version?: string;
+  log?: (message: string) => void;
+}
+
+export class Agent extends EventEmitter {
+  private readonly abort = new AbortController();
+  private lease: MachineLease | undefined;
+  private watch: RegistryWatch | undefined;
+  /** What the engine assigned to this machine, by unit. */
+  private desired = new Map<string, Assignment>();
+  private readonly bodies = new Map<string, string>();
+  private readonly wake = new Signal();
+  private running: Promise<void> | undefined;
+  private fenced = false;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(private readonly opts: AgentOptions) {
+    super();
+  }
+
+  get machineId(): string {
+    return this.opts.machine.id;
+  }
+
+  /** True while registered with a live lease. */
+  get registered(): boolean {
+    return this.lease?.alive ?? false;
+  }
+
+  private log(message: string): void {
+    this.opts.log?.(`agent ${this.machineId}: ${message}`);
+  }
+
+  /** Registers and starts following assignments; resolves once registered the first time. */
+  async start(): Promise<void> {
+    this.unsubscribe = this.opts.runner.onStateChange((s) => void this.report(s));
+    await this.register();
+    this.running = this.loop();
+  }
+
+  /**
+   * Stops following assignments. `stopUnits` (default true) stops the units too and
+   * deregisters at once; false leaves them (as a crash would) and lets the lease expire.
+   */
+  async stop(opts: { stopUnits?: boolean } = {}): Promise<void> {
+    const stopUnits = opts.stopUnits ?? true;
+    this.abort.abort();
+    this.wake.poke();
+    await this.running?.catch(() => undefined);
+    await this.watch?.close().catch(() => undefined);
+    this.unsubscribe?.();
+    if (stopUnits) {
+      await this.opts.runner.close();
+      await this.lease?.revoke().catch(() => undefined);
+    } else {
+      this.lease?.release();
+    }
+  }
+
+  private async register(): Promise<void> {
+    const { registry, machine, ttlSeconds } = this.opts;
+    const lease = await registry.registerMachine({ ...machine, startedAt: new Date().toISOString(), version: this.opts.version ?? 'dev' }, ttlSeconds);
+    this.lease = lease;
+    this.fenced = false;
+    lease.on('lost', (err) => void this.fence(err));
+    this.watch = await registry.watchAssignments(machine.id, (ev) => {
+      if (ev.type === 'snapshot') this.desired = new Map(ev.items.map((a) => [a.unit, a]));
+      else if (ev.type === 'put') this.desired.set(ev.item.unit, ev.item);
+      else this.desired.delete(ev.id);
+      this.wake.poke();
+    });
+    this.log(`registered (lease ${lease.leaseId}, TTL ${ttlSeconds} s)`);
+    this.emit('registered');
+    this.wake.poke();
+  }
+
+  /** Lease lost: stop everything now, then register again once etcd answers. */
+  private async fence(err: FlotillaError): Promise<void> {
+    if (this.fenced || this.abort.signal.aborted) return;
+    this.fenced = true;
+    this.log(`fencing: ${err.message}; stopping ${this.opts.runner.list().length} units`);
+    await this.watch?.close().catch(() => undefined);
+    this.watch = undefined;
+    this.desired = new Map();
+    this.startedHash.clear();
+    await Promise.all(this.opts.runner.list().map((u) => this.opts.runner.remove(u).catch(() => undefined)));
+    this.emit('fenced', err);
+    let backoff = 250;
+    while (!this.abort.signal.aborted) {
+      try {
+        await this.register();
+        return;
+      } catch (e) {
+        this.log(`register failed: ${(e as Error).message}; retrying in ${backoff} ms`);
+        await sleep(backoff, this.abort.signal);
+        backoff = Math.min(backoff * 2, 4000);
+      }
+    }
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.abort.signal.aborted) {
+      await this.wake.next();
+      if (this.abort.signal.aborted) break;
+      if (this.fenced) continue;
+      try {
+        await this.reconcile();
+      } catch (err) {
+        this.emit('error', err);
+        this.log(`reconcile failed: ${(err as Error).message}`);
+        await sleep(500, this.abort.signal);
+        this.wake.poke();
+      }
+    }
+  }
+
+  private async body(a: Assignment): Promise<string | undefined> {
+    let text = this.bodies.get(a.hash);
+    if (text === undefined) {
+      text = await this.opts.registry.getBody(a.hash);
+      if (text !== undefined) this.bodies.set(a.hash, text);
+    }
+    return text;
+  }
+
+  /** Makes the runner match the assignments. */
+  private async reconcile(): Promise<void> {
+    const runner = this.opts.runner;
+    const desired = new Map(this.desired);
+    for (const name of runner.list()) {
+      if (desired.has(name)) continue;
+      await runner.remove(name);
+      this.startedHash.delete(name);
+      if (this.lease?.alive) await this.opts.registry.clearState(this.machineId, this.lease, name).catch(() => undefined);
+    }
+    await Promise.all([...desired.values()].map((a) => this.apply(a)));
+  }
+
+  /** Brings one assigned unit to its desired state. */
+  private async apply(a: Assignment): Promise<void> {
+    const runner = this.opts.runner;
+    const text = await this.body(a);
+    if (text === undefined) return; // destroyed meanwhile; the assignment goes next
+    // New content: the old copy goes first (the runner refuses to start over a different text).
+    const changed = this.startedHash.has(a.unit) && this.startedHash.get(a.unit) !== a.hash;
+    if (changed) {
+      await runner.remove(a.unit);
+      this.startedHash.delete(a.unit);
+    }
+    if (a.desiredState === 'launched') {
+      // Started once already: leave it, even failed (a crash loop that hit its start limit
+      // stays failed and visible rather than being retried forever).
+      if (!this.startedHash.has(a.unit)) {
+        this.startedHash.set(a.unit, a.hash);
+        await runner.start(a.unit, text).catch((err: Error) => this.log(`start ${a.unit} failed: ${err.message}`));
+      }
+    } else {
+      if ((await runner.state(a.unit)).active !== 'inactive') await runner.stop(a.unit);
+      this.startedHash.delete(a.unit);
+    }
+    await this.report(await runner.state(a.unit));
+  }
+
+  /** The content each unit was last started with. */
+  private readonly startedHash = new Map<string, string>();
+
+  private async report(s: UnitStatus): Promise<void> {
+    const a = this.desired.get(s.name);
+    if (!a || !this.lease?.alive) return;
+    try {
+      await this.opts.registry.reportState(this.machineId, this.lease, { unit: s.name, hash: a.hash, active: s.active, sub: s.sub });
+    } catch (err) {
+      this.log(`report ${s.name} failed: ${(err as Error).message}`);
+    }
+  }
+}

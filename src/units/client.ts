@@ -1,0 +1,202 @@
+/**
+ * fleetctl's operations as a typed library: what `flotilla units <verb>` calls.
+ * Unit files are checked (syntax and [X-Fleet]) before anything reaches etcd.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FlotillaError, throwIfProblems, type Problem } from '../errors';
+import { readTextFile } from '../util/fs';
+import type { DesiredState, Job, MachineInfo, Placement, Registry, UnitState } from './registry';
+import { parseUnitFile, unitNameInfo, unitNameProblem, type UnitFile } from './unit-file';
+import { checkMachineOfCycles, checkXFleet, instantiate, type XFleetOptions } from './xfleet';
+
+export interface CheckedUnit {
+  name: string;
+  text: string;
+  options: XFleetOptions;
+}
+
+/** Parses and checks one unit file; every problem names file:line. */
+export function checkUnitText(name: string, text: string, file = name): CheckedUnit {
+  const nameProblem = unitNameProblem(name);
+  if (nameProblem) throw new FlotillaError('invalid-input', `${file}: ${nameProblem}`, [{ path: '', message: nameProblem, file }]);
+  const unit = parseUnitFile(text, name, { file });
+  const { options, problems } = checkXFleet(unit);
+  throwIfProblems(problems.map((p) => ({ ...p, file })), `${file}: invalid unit`);
+  return { name, text, options };
+}
+
+/** Problems of a unit file, for `flotilla validate` and `units verify`; [] when fine. */
+export function unitFileProblems(file: string, text: string): Problem[] {
+  try {
+    checkUnitText(path.basename(file), text, file);
+    return [];
+  } catch (err) {
+    if (FlotillaError.is(err)) return err.problems.length ? [...err.problems] : [{ path: '', message: err.message, file }];
+    throw err;
+  }
+}
+
+/**
+ * Reads unit files (or names of instances of templates in `files`' directories, as
+ * fleetctl did: `start web@1.service` uses `web@.service` from the same directory).
+ */
+export function readUnitArgs(args: readonly string[]): CheckedUnit[] {
+  const units: CheckedUnit[] = [];
+  const problems: Problem[] = [];
+  for (const arg of args) {
+    try {
+      const name = path.basename(arg);
+      const info = unitNameInfo(name);
+      let text: string;
+      if (fs.existsSync(arg)) text = readTextFile(arg);
+      else if (info.kind === 'instance') {
+        const templateFile = path.join(path.dirname(arg), info.template!);
+        if (!fs.existsSync(templateFile)) throw new FlotillaError('not-found', `${arg}: no such file, and no template ${templateFile}`);
+        const tpl: UnitFile = parseUnitFile(readTextFile(templateFile), info.template!, { file: templateFile });
+        instantiate(tpl, name);
+        text = readTextFile(templateFile);
+      } else throw new FlotillaError('not-found', `${arg}: no such file`);
+      units.push(checkUnitText(name, text, arg));
+    } catch (err) {
+      if (!FlotillaError.is(err)) throw err;
+      problems.push(...(err.problems.length ? err.problems : [{ path: '', message: err.message, file: arg }]));
+    }
+  }
+  throwIfProblems(problems, 'invalid unit files');
+  const cycles = checkMachineOfCycles(units.map((u) => ({ name: u.name, options: u.options })));
+  throwIfProblems(cycles, 'invalid unit files');
+  return units;
+}
+
+/** A unit's name is a plain name or a path: submit files, act on names. */
+function isFileArg(arg: string): boolean {
+  return arg.includes('/') || fs.existsSync(arg);
+}
+
+export interface UnitRow {
+  unit: string;
+  machine: string | undefined;
+  /** Machine address, for display. */
+  address: string | undefined;
+  desiredState: DesiredState;
+  active: string;
+  sub: string;
+  hash: string;
+  /** Why the unit is not placed, when it is not. */
+  reason: string | undefined;
+}
+
+export class UnitsClient {
+  constructor(readonly registry: Registry) {}
+
+  /** Submits files (idempotent for the same content); returns the unit names. */
+  async submit(args: readonly string[], desiredState?: DesiredState): Promise<Array<{ name: string; created: boolean }>> {
+    const units = readUnitArgs(args);
+    const out: Array<{ name: string; created: boolean }> = [];
+    for (const u of units) {
+      const r = await this.registry.submitUnit(u.name, u.text, desiredState ? { desiredState } : {});
+      out.push({ name: u.name, created: r.created });
+    }
+    return out;
+  }
+
+  /** Names from args: files are submitted first (fleetctl start FILE), plain names must exist. */
+  private async resolve(args: readonly string[]): Promise<string[]> {
+    const files = args.filter(isFileArg);
+    const names = args.filter((a) => !isFileArg(a));
+    if (files.length) await this.submit(files);
+    for (const n of names) {
+      if (!(await this.registry.getUnit(n))) {
+        // fleetctl started instances of submitted templates.
+        const info = unitNameInfo(n);
+        const tpl = info.kind === 'instance' ? await this.registry.getUnit(info.template!) : undefined;
+        if (!tpl) throw new FlotillaError('not-found', `unit ${n} is not submitted${info.kind === 'instance' ? ` (nor its template ${info.template})` : ''}`);
+        const text = tpl.text;
+        checkUnitText(n, text);
+        await this.registry.submitUnit(n, text);
+      }
+    }
+    return [...files.map((f) => path.basename(f)), ...names];
+  }
+
+  async setState(args: readonly string[], state: DesiredState): Promise<string[]> {
+    for (const a of args) {
+      const info = unitNameInfo(path.basename(a));
+      if (info.kind === 'template' && state !== 'inactive') {
+        throw new FlotillaError('invalid-input', `${a} is a template: ${state === 'launched' ? 'start' : 'load'} an instance such as ${info.prefix}@1.${info.type}`);
+      }
+    }
+    const names = await this.resolve(args);
+    for (const n of names) await this.registry.setDesiredState(n, state);
+    return names;
+  }
+
+  async destroy(names: readonly string[]): Promise<Array<{ name: string; existed: boolean }>> {
+    const out: Array<{ name: string; existed: boolean }> = [];
+    for (const n of names) out.push({ name: n, existed: await this.registry.destroyUnit(n) });
+    return out;
+  }
+
+  async cat(name: string): Promise<string> {
+    const u = await this.registry.getUnit(name);
+    if (!u) throw new FlotillaError('not-found', `unit ${name} is not submitted`);
+    return u.text;
+  }
+
+  /** One row per unit and machine it is on (global units: one per machine), plus unplaced units. */
+  async listUnits(): Promise<UnitRow[]> {
+    const snap = await this.registry.snapshot();
+    const machines = new Map<string, MachineInfo>(snap.machines.map((m) => [m.id, m]));
+    const states = new Map<string, UnitState>(snap.states.map((s) => [`${s.unit}\0${s.machineId}`, s]));
+    const placements = new Map<string, Placement>(snap.placements.map((p) => [p.unit, p]));
+    const rows: UnitRow[] = [];
+    for (const job of snap.jobs) {
+      const assigned = snap.schedule.filter((a) => a.unit === job.name);
+      if (assigned.length === 0) {
+        rows.push({ unit: job.name, machine: undefined, address: undefined, desiredState: job.desiredState, active: job.desiredState === 'inactive' ? 'inactive' : '-', sub: '-', hash: job.hash, reason: placements.get(job.name)?.reason });
+      }
+      for (const a of assigned) {
+        const st = states.get(`${job.name}\0${a.machineId}`);
+        rows.push({
+          unit: job.name,
+          machine: a.machineId,
+          address: machines.get(a.machineId)?.address,
+          desiredState: job.desiredState,
+          active: st?.active ?? '-',
+          sub: st?.sub ?? '-',
+          hash: job.hash,
+          reason: undefined,
+        });
+      }
+    }
+    return rows;
+  }
+
+  async listUnitFiles(): Promise<Array<Job & { state: string; target: string | undefined }>> {
+    const rows = await this.listUnits();
+    const jobs = await this.registry.listUnits();
+    return jobs.map((j) => {
+      const mine = rows.filter((r) => r.unit === j.name && r.machine);
+      const state = mine.length === 0 ? 'inactive' : mine.every((r) => r.active === 'active') ? 'launched' : 'loaded';
+      return { ...j, state, target: mine.length ? mine.map((r) => r.machine!).join(',') : undefined };
+    });
+  }
+
+  listMachines(): Promise<MachineInfo[]> {
+    return this.registry.listMachines();
+  }
+
+  /** Waits until every named unit reports `active` (launched) or `predicate` holds. */
+  async waitFor(names: readonly string[], predicate: (rows: UnitRow[]) => boolean, timeoutMs: number): Promise<UnitRow[]> {
+    const deadline = Date.now() + timeoutMs;
+    let rows: UnitRow[] = [];
+    while (Date.now() < deadline) {
+      rows = (await this.listUnits()).filter((r) => names.includes(r.unit));
+      if (predicate(rows)) return rows;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const detail = rows.map((r) => `${r.unit} ${r.machine ?? '-'} ${r.active}/${r.sub}${r.reason ? ` (${r.reason})` : ''}`).join('; ');
+    throw new FlotillaError('timeout', `units did not reach the expected state in ${timeoutMs} ms: ${detail || 'no rows'}`);
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * fleetd: engine + agent on one node, as fleet's fleetd was (every node a candidate
+ * engine). Configuration comes from the rendered /etc/flotilla/fleetd.json and/or flags.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FlotillaError } from '../errors';
+import { Agent } from './agent';
+import { Engine } from './engine';
+import { Registry, type RegistryTls } from './registry';
+import { createUnitRunner } from './runner';
+import type { UnitRunner } from './runner/types';
+import type { DesiredState } from './registry';
+
+export interface FleetdConfig {
+  cluster?: string;
+  keyPrefix?: string;
+  endpoints: string[];
+  machineId: string;
+  metadata: Record<string, string>;
+  address: string;
+  capacity: { cpus: number; memoryMiB: number };
+  ttlSeconds: number;
+  reconcileIntervalMs: number;
+  runner: 'auto' | 'systemd' | 'process';
+  stateDir: string;
+  preloadUnitsDir?: string;
+  tls?: { ca: string; cert?: string; key?: string } | null;
+}
+
+function readFileOr(file: string, what: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new FlotillaError('not-found', `fleetd: cannot read ${what} ${file}: ${(err as Error).message}`);
+  }
+}
+
+/** Parses `k=v,k=v` (fleet's --metadata). */
+export function parseMetadataFlag(value: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of value.split(',').filter(Boolean)) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0 || eq === pair.length - 1) throw new FlotillaError('usage', `--metadata: "${pair}" is not key=value`);
+    out[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
+  }
+  return out;
+}
+
+/** Reads a fleetd.json (as rendered) into a config; `overrides` win. */
+export function loadFleetdConfig(file: string | undefined, overrides: Partial<FleetdConfig> & { machineIdFile?: string }): FleetdConfig {
+  let fromFile: Record<string, unknown> = {};
+  if (file) {
+    try {
+      fromFile = JSON.parse(readFileOr(file, 'config')) as Record<string, unknown>;
+    } catch (err) {
+      if (FlotillaError.is(err)) throw err;
+      throw new FlotillaError('invalid-input', `${file}: not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  const merged = { ...fromFile, ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) } as Record<string, unknown>;
+  let machineId = merged.machineId as string | undefined;
+  if (!machineId) {
+    const idFile = (merged.machineIdFile as string | undefined) ?? '/etc/machine-id';
+    machineId = readFileOr(idFile, 'machine ID').trim();
+    if (!machineId) throw new FlotillaError('invalid-input', `fleetd: ${idFile} is empty (systemd writes it at first boot); pass --machine-id`);
+  }
+  const endpoints = merged.endpoints as string[] | undefined;
+  if (!endpoints || endpoints.length === 0) throw new FlotillaError('usage', 'fleetd: no etcd endpoints (--endpoints or "endpoints" in the config file)');
+  if (!merged.cluster && !merged.keyPrefix) throw new FlotillaError('usage', 'fleetd: give --cluster or --key-prefix (or "cluster" in the config file)');
+  return {
+    ...(merged.cluster ? { cluster: merged.cluster as string } : {}),
+    ...(merged.keyPrefix ? { keyPrefix: merged.keyPrefix as string } : {}),
+    endpoints,
+    machineId,
+    metadata: (merged.metadata as Record<string, string>) ?? {},
+    address: (merged.address as string) ?? '127.0.0.1',
+    capacity: (merged.capacity as FleetdConfig['capacity']) ?? { cpus: 1, memoryMiB: 1024 },
+    ttlSeconds: Number(merged.ttlSeconds ?? 4),
+    reconcileIntervalMs: Number(merged.reconcileIntervalMs ?? 2000),
+    runner: (merged.runner as FleetdConfig['runner']) ?? 'auto',
+    stateDir: (merged.stateDir as string) ?? '/var/lib/flotilla/fleetd',
+    ...(merged.preloadUnitsDir ? { preloadUnitsDir: merged.preloadUnitsDir as string } : {}),
+    tls: (merged.tls as FleetdConfig['tls']) ?? null,
+  };
+}
+
+export function readTls(tls: FleetdConfig['tls']): RegistryTls | undefined {
+  if (!tls) return undefined;
+  return {
+    ca: readFileOr(tls.ca, 'CA certificate'),
+    ...(tls.cert ? { cert: readFileOr(tls.cert, 'client certificate') } : {}),
+    ...(tls.key ? { key: readFileOr(tls.key, 'client key') } : {}),
+  };
+}
+
+/** Units run by the process runner learn where they run from these (systemd units read /etc/machine-id). */
+function makeRunner(config: FleetdConfig): UnitRunner {
+  const baseEnvironment = {
+    PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    FLOTILLA_MACHINE_ID: config.machineId,
+    FLOTILLA_MACHINE_ADDRESS: config.address,
+  };
+  return createUnitRunner({ kind: config.runner, process: { logDir: path.join(config.stateDir, 'logs'), baseEnvironment } });
+}
+
+export interface Fleetd {
+  registry: Registry;
+  engine: Engine;
+  agent: Agent;
+  runner: UnitRunner;
+  /** Stops engine (resigning leadership) and agent (stopping units, deregistering). */
+  stop(opts?: { stopUnits?: boolean }): Promise<void>;
+}
+
+/** Submits the units listed in `<dir>/preload.json` (idempotent: same content is a no-op). */
+export async function preloadUnits(registry: Registry, dir: string, log: (m: string) => void): Promise<void> {
+  const index = path.join(dir, 'preload.json');
+  if (!fs.existsSync(index)) return;
+  const list = JSON.parse(fs.readFileSync(index, 'utf8')) as Array<{ name: string; state: DesiredState }>;
+  for (const { name, state } of list) {
+    try {
+      const r = await registry.submitUnit(name, fs.readFileSync(path.join(dir, name), 'utf8'), { desiredState: state });
+      if (r.created) log(`preloaded ${name} (${state})`);
+    } catch (err) {
+      log(`preload ${name}: ${(err as Error).message}`);
+    }
+  }
+}
+
+export async function startFleetd(config: FleetdConfig, log: (m: string) => void = () => undefined): Promise<Fleetd> {
+  const tls = readTls(config.tls);
+  const registry = await Registry.connect({
+    endpoints: config.endpoints,
+    ...(config.keyPrefix ? { prefix: config.keyPrefix } : { cluster: config.cluster! }),
+    ...(tls ? { tls } : {}),
+  });
+  const runner = makeRunner(config);
+  const agent = new Agent({ registry, runner, ttlSeconds: config.ttlSeconds, machine: { id: config.machineId, metadata: config.metadata, address: config.address, capacity: config.capacity }, log });
+  const engine = new Engine({ registry, candidateId: config.machineId, leaderTtlSeconds: config.ttlSeconds, reconcileIntervalMs: config.reconcileIntervalMs, log });
+  engine.on('error', () => undefined); // logged by the engine itself
+  agent.on('error', () => undefined);
+  await agent.start();
+  engine.start();
+  if (config.preloadUnitsDir) await preloadUnits(registry, config.preloadUnitsDir, log);
+  return {
+    registry,
+    engine,
+    agent,
+    runner,
+    async stop(opts = {}) {
+      await engine.stop();
+      await agent.stop(opts);
+      await registry.close();
+    },
+  };
+}
