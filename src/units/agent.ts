@@ -184,13 +184,34 @@ export class Agent extends EventEmitter {
   /** The content each unit was last started with. */
   private readonly startedHash = new Map<string, string>();
 
-  private async report(s: UnitStatus): Promise<void> {
-    const a = this.desired.get(s.name);
-    if (!a || !this.lease?.alive) return;
-    try {
-      await this.opts.registry.reportState(this.machineId, this.lease, { unit: s.name, hash: a.hash, active: s.active, sub: s.sub });
-    } catch (err) {
-      this.log(`report ${s.name} failed: ${(err as Error).message}`);
+  /**
+   * Reports a unit's state. Writes for one unit are serialised and coalesced to the
+   * latest status, so an older state can never land after a newer one.
+   */
+  private report(s: UnitStatus): Promise<void> {
+    const entry = this.reports.get(s.name);
+    if (entry) {
+      entry.latest = s;
+      return entry.done;
     }
+    const e: { latest: UnitStatus; done: Promise<void> } = { latest: s, done: Promise.resolve() };
+    this.reports.set(s.name, e);
+    e.done = (async () => {
+      let written: UnitStatus | undefined;
+      while (written !== e.latest) {
+        written = e.latest;
+        const a = this.desired.get(written.name);
+        if (!a || !this.lease?.alive) break;
+        try {
+          await this.opts.registry.reportState(this.machineId, this.lease, { unit: written.name, hash: a.hash, active: written.active, sub: written.sub });
+        } catch (err) {
+          this.log(`report ${written.name} failed: ${(err as Error).message}`);
+        }
+      }
+      this.reports.delete(s.name);
+    })();
+    return e.done;
   }
+
+  private readonly reports = new Map<string, { latest: UnitStatus; done: Promise<void> }>();
 }

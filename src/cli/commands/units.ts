@@ -201,7 +201,7 @@ export const unitsCommands: CommandSpec[] = [
         printJsonOr(io, p, rows, () =>
           table(
             ['MACHINE', 'IP', 'METADATA'],
-            rows.map((m) => [p.values.full ? m.id : `${m.id.slice(0, 8)}...`, m.address, Object.entries(m.metadata).map(([k, v]) => `${k}=${v}`).join(',') || '-']),
+            rows.map((m) => [p.values.full ? m.id : `${m.id.slice(0, 8)}...`, m.address, Object.entries(m.metadata).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v}`).join(',') || '-']),
           ),
         );
         return 0;
