@@ -387,6 +387,7 @@ function warn(err: Error): void {
 class KeptLease extends EventEmitter {
   private done = false;
   private lastOk = Date.now();
+  private probing = false;
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -395,15 +396,28 @@ class KeptLease extends EventEmitter {
     readonly ttlSeconds: number,
     private readonly what: string,
     private readonly reg: Registry,
+    /** Declared lost after this long without a keepalive answer (default: the TTL). */
+    lostAfterMs = ttlSeconds * 1000,
   ) {
     super();
     lease.on('lost', (err) => this.markLost(err.message));
     lease.on('keepaliveSucceeded', () => {
       this.lastOk = Date.now();
     });
+    const overdueMs = (ttlSeconds * 1000) / 3 + 300;
     this.timer = setInterval(() => {
-      if (Date.now() - this.lastOk > ttlSeconds * 1000) this.markLost(`no keepalive answered for ${ttlSeconds} s`);
-    }, Math.min(250 * ttlSeconds, 1000));
+      const silent = Date.now() - this.lastOk;
+      if (silent > lostAfterMs) return this.markLost(`no keepalive answered for ${(lostAfterMs / 1000).toFixed(1)} s (TTL ${ttlSeconds} s)`);
+      // etcd3 keeps alive every TTL/3; after an outage (an etcd leader election) its next try
+      // can come a third of a TTL late. Probe at once instead, so a short outage is bridged.
+      if (silent > overdueMs && !this.probing) {
+        this.probing = true;
+        Promise.race([this.lease.keepaliveOnce().then(() => (this.lastOk = Date.now())), sleep(1000)])
+          .catch(() => undefined)
+          .finally(() => (this.probing = false));
+      }
+      return undefined;
+    }, Math.min(lostAfterMs / 10, 100));
     this.timer.unref();
     reg.track(this);
   }
@@ -958,7 +972,14 @@ export class Registry {
    * the ID is held by another live registration (e.g. a previous agent whose lease has
    * not expired yet).
    */
-  async registerMachine(info: MachineInfo, ttlSeconds: number): Promise<MachineLease> {
+  /**
+   * Registers a machine under a lease of `ttlSeconds`. The lease is declared lost after
+   * `lostAfterMs` without a keepalive answer (default: the TTL less a fifth, at least
+   * 500 ms): earlier than etcd can expire it, so an agent that fences on 'lost' has
+   * stopped its units before the engine may place them elsewhere, yet later than an etcd
+   * leader election (election timeout, 2.5 s by default for a 4 s TTL) lasts.
+   */
+  async registerMachine(info: MachineInfo, ttlSeconds: number, opts: { lostAfterMs?: number } = {}): Promise<MachineLease> {
     checkName('machine ID', info.id);
     if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) throw new FlotillaError('invalid-input', `machine ${info.id}: lease TTL must be a whole number of seconds >= 1`);
     const value = JSON.stringify({
@@ -973,7 +994,7 @@ export class Registry {
     const lease = this.client.lease(ttlSeconds);
     lease.on('lost', () => undefined);
     const leaseId = await this.call(`grant lease for machine ${info.id}`, () => lease.grant());
-    const kept = new KeptLease(lease, leaseId, ttlSeconds, `machine ${info.id}`, this);
+    const kept = new KeptLease(lease, leaseId, ttlSeconds, `machine ${info.id}`, this, opts.lostAfterMs ?? ttlSeconds * 1000 - Math.max(500, ttlSeconds * 200));
     try {
       const key = this.k.machine(info.id);
       const res = await this.txn(`register machine ${info.id}`, {
