@@ -151,6 +151,7 @@ export class Agent extends EventEmitter {
       if (desired.has(name)) continue;
       await runner.remove(name);
       this.startedHash.delete(name);
+      this.reported.delete(name);
       if (this.lease?.alive) await this.opts.registry.clearState(this.machineId, this.lease, name).catch(() => undefined);
     }
     await Promise.all([...desired.values()].map((a) => this.apply(a)));
@@ -185,33 +186,41 @@ export class Agent extends EventEmitter {
   private readonly startedHash = new Map<string, string>();
 
   /**
-   * Reports a unit's state. Writes for one unit are serialised and coalesced to the
-   * latest status, so an older state can never land after a newer one.
+   * Reports a unit's state. All of this agent's reports go through one writer that
+   * sends every pending change in one transaction, so a burst of starts costs one write
+   * and an older state can never land after a newer one.
    */
   private report(s: UnitStatus): Promise<void> {
-    const entry = this.reports.get(s.name);
-    if (entry) {
-      entry.latest = s;
-      return entry.done;
-    }
-    const e: { latest: UnitStatus; done: Promise<void> } = { latest: s, done: Promise.resolve() };
-    this.reports.set(s.name, e);
-    e.done = (async () => {
-      let written: UnitStatus | undefined;
-      while (written !== e.latest) {
-        written = e.latest;
-        const a = this.desired.get(written.name);
-        if (!a || !this.lease?.alive) break;
+    this.pendingReports.set(s.name, s);
+    this.flushing ??= (async () => {
+      while (this.pendingReports.size > 0) {
+        const batch = [...this.pendingReports.values()];
+        this.pendingReports.clear();
+        const lease = this.lease;
+        if (!lease?.alive) continue;
+        const writes: Array<{ unit: string; hash: string; active: string; sub: string; key: string }> = [];
+        for (const st of batch) {
+          const a = this.desired.get(st.name);
+          if (!a) continue;
+          // Only changes are written: reconciles re-report every unit, etcd need not hear it.
+          const key = `${a.hash} ${lease.leaseId} ${st.active} ${st.sub}`;
+          if (this.reported.get(st.name) !== key) writes.push({ unit: st.name, hash: a.hash, active: st.active, sub: st.sub, key });
+        }
+        if (writes.length === 0) continue;
         try {
-          await this.opts.registry.reportState(this.machineId, this.lease, { unit: written.name, hash: a.hash, active: written.active, sub: written.sub });
+          await this.opts.registry.reportStates(this.machineId, lease, writes);
+          for (const w of writes) this.reported.set(w.unit, w.key);
         } catch (err) {
-          this.log(`report ${written.name} failed: ${(err as Error).message}`);
+          this.log(`reporting ${writes.length} states failed: ${(err as Error).message}`);
         }
       }
-      this.reports.delete(s.name);
+      this.flushing = undefined;
     })();
-    return e.done;
+    return this.flushing;
   }
 
-  private readonly reports = new Map<string, { latest: UnitStatus; done: Promise<void> }>();
+  private readonly pendingReports = new Map<string, UnitStatus>();
+  private flushing: Promise<void> | undefined;
+  /** What was last written for each unit (hash, lease, state), to skip repeats. */
+  private readonly reported = new Map<string, string>();
 }

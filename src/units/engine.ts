@@ -46,7 +46,7 @@ export class Engine extends EventEmitter {
 
   constructor(opts: EngineOptions) {
     super();
-    this.opts = { writeConcurrency: 32, ...opts };
+    this.opts = { writeConcurrency: 8, ...opts };
   }
 
   get isLeader(): boolean {
@@ -101,8 +101,9 @@ export class Engine extends EventEmitter {
     const sweep = setInterval(() => wake.poke(), this.opts.reconcileIntervalMs);
     try {
       watch = await this.opts.registry.watchAll((ev) => {
-        // The engine's own schedule/placement writes come back as events; they need no reconcile.
-        if (ev.type === 'resync' || (ev.kind !== 'schedule' && ev.kind !== 'placement')) wake.poke();
+        // Placement depends on jobs and machines only; the engine's own schedule/placement
+        // writes and agents' state reports come back as events but need no reconcile.
+        if (ev.type === 'resync' || ev.kind === 'job' || ev.kind === 'machine') wake.poke();
       });
       wake.poke();
       while (!this.abort.signal.aborted && leadership.isLeader) {
@@ -152,7 +153,7 @@ export class Engine extends EventEmitter {
   async reconcile(fence: Fence): Promise<ReconcileResult> {
     const t0 = performance.now();
     const reg = this.opts.registry;
-    const snap = await reg.snapshot();
+    const snap = await reg.snapshot({ states: false });
     const { jobs, invalid } = await this.optionsFor(snap);
     const plan: SchedulePlan = planSchedule({ jobs, machines: snap.machines, schedule: snap.schedule });
     const stateOf = new Map(jobs.map((j) => [j.name, j.desiredState]));
@@ -164,13 +165,23 @@ export class Engine extends EventEmitter {
     });
     // Remove first: a unit moving between machines is never assigned twice, and
     // Conflicts are never violated in the schedule, even for a moment.
-    await mapLimit(plan.unassign, this.opts.writeConcurrency, (u) => reg.unassign(u.machineId, u.unit, fence));
-    await mapLimit(assign, this.opts.writeConcurrency, (a) =>
-      reg.assign(a.machineId, a.unit, a.hash, fence, { reason: a.reason, desiredState: stateOf.get(a.unit) === 'launched' ? 'launched' : 'loaded' }),
+    const { failed } = await reg.applySchedule(
+      {
+        unassign: plan.unassign,
+        // Grouped by machine, so an agent gets its units in few watch responses.
+        assign: assign
+          .map((a) => ({ ...a, desiredState: stateOf.get(a.unit) === 'launched' ? ('launched' as const) : ('loaded' as const) }))
+          .sort((x, y) => (x.machineId < y.machineId ? -1 : x.machineId > y.machineId ? 1 : 0)),
+      },
+      fence,
+      { concurrency: this.opts.writeConcurrency },
     );
+    // Stale changes (a unit destroyed, a machine gone since the snapshot) are redone next pass.
+    if (failed.length) this.wake.poke();
     // Placements: say why a unit is not placed; clear verdicts that no longer hold.
     const verdicts = new Map<string, { hash: string; reason: string }>();
-    for (const [unit, reason] of plan.unplaceable) verdicts.set(unit, { hash: jobs.find((j) => j.name === unit)!.hash, reason });
+    const hashOf = new Map(jobs.map((j) => [j.name, j.hash]));
+    for (const [unit, reason] of plan.unplaceable) verdicts.set(unit, { hash: hashOf.get(unit)!, reason });
     for (const [unit, v] of invalid) verdicts.set(unit, v);
     const existing = new Map(snap.placements.map((p) => [p.unit, p]));
     const placementWrites: Array<() => Promise<void>> = [];

@@ -1069,6 +1069,74 @@ export class Registry {
     return Number(res.responses[0]?.response_delete_range?.deleted ?? 0) > 0;
   }
 
+  /**
+   * Applies many schedule changes with few transactions: removals first, then
+   * assignments, in fenced batches (etcd allows 128 operations per transaction). A batch
+   * whose checks fail (a unit destroyed or a machine gone meanwhile) is retried one change
+   * at a time, so only the stale changes fail; they are returned, not thrown. A fence
+   * failure throws 'conflict' at once.
+   */
+  async applySchedule(
+    changes: {
+      unassign: ReadonlyArray<{ machineId: string; unit: string }>;
+      assign: ReadonlyArray<{ machineId: string; unit: string; hash: string; reason?: string; desiredState?: 'loaded' | 'launched' }>;
+    },
+    fence: Fence,
+    opts: { batchSize?: number; concurrency?: number } = {},
+  ): Promise<{ failed: Array<{ machineId: string; unit: string; error: FlotillaError }> }> {
+    this.checkFence(fence);
+    const k = this.k;
+    const batchSize = opts.batchSize ?? 40;
+    const concurrency = opts.concurrency ?? 8;
+    const failed: Array<{ machineId: string; unit: string; error: FlotillaError }> = [];
+    const batches = <T>(items: readonly T[]): T[][] => {
+      const out: T[][] = [];
+      for (let i = 0; i < items.length; i += batchSize) out.push(items.slice(i, i + batchSize));
+      return out;
+    };
+    const runLimited = async <T>(items: T[], fn: (t: T) => Promise<void>): Promise<void> => {
+      let next = 0;
+      await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+        while (next < items.length) await fn(items[next++]!);
+      }));
+    };
+    await runLimited(batches(changes.unassign), async (batch) => {
+      for (const u of batch) { checkName('machine ID', u.machineId); checkName('unit name', u.unit); }
+      const res = await this.txn(`unassign ${batch.length} units`, {
+        compare: [cmp.created(k.leader, 'Equal', fence.createRevision)],
+        success: batch.map((u) => ({ request_delete_range: { key: buf(k.assignment(u.machineId, u.unit)) } })),
+        failure: [op.get(k.leader)],
+      });
+      if (!res.succeeded) throw this.fencedOut(fence, rangeKvs(res, 0)[0], `unassign ${batch.length} units`);
+    });
+    const at = now();
+    await runLimited(batches(changes.assign), async (batch) => {
+      for (const a of batch) { checkName('machine ID', a.machineId); checkName('unit name', a.unit); checkHash(a.hash); }
+      const refs = [...new Set(batch.map((a) => k.ref(a.hash, a.unit)))];
+      const machines = [...new Set(batch.map((a) => k.machine(a.machineId)))];
+      const res = await this.txn(`assign ${batch.length} units`, {
+        compare: [cmp.created(k.leader, 'Equal', fence.createRevision), ...refs.map((r) => cmp.created(r, 'Greater', 0)), ...machines.map((m) => cmp.created(m, 'Greater', 0))],
+        success: batch.map((a) => {
+          const stored = { unit: a.unit, hash: a.hash, desiredState: a.desiredState ?? 'launched', assignedAt: at, ...(a.reason !== undefined ? { reason: a.reason } : {}) };
+          return op.put(k.assignment(a.machineId, a.unit), JSON.stringify(stored));
+        }),
+        failure: [op.get(k.leader)],
+      });
+      if (res.succeeded) return;
+      const leader = rangeKvs(res, 0)[0];
+      if (leader?.create_revision !== fence.createRevision) throw this.fencedOut(fence, leader, `assign ${batch.length} units`);
+      for (const a of batch) {
+        try {
+          await this.assign(a.machineId, a.unit, a.hash, fence, { ...(a.reason !== undefined ? { reason: a.reason } : {}), ...(a.desiredState ? { desiredState: a.desiredState } : {}) });
+        } catch (err) {
+          if (FlotillaError.is(err) && err.code === 'not-found') failed.push({ machineId: a.machineId, unit: a.unit, error: err });
+          else throw err;
+        }
+      }
+    });
+    return { failed };
+  }
+
   /** Every assignment, or one machine's. */
   async listSchedule(machineId?: string): Promise<Assignment[]> {
     const base = machineId === undefined ? this.k.schedule : this.k.scheduleOf(checkName('machine ID', machineId));
@@ -1136,6 +1204,25 @@ export class Registry {
     });
     if (!res.succeeded) throw new FlotillaError('conflict', `report state of ${state.unit}: machine ${machineId} is no longer registered under lease ${lease.leaseId}`);
     return full;
+  }
+
+  /** Reports several units' states in one transaction per 100 (an agent's batch). */
+  async reportStates(machineId: string, lease: MachineLease, states: ReadonlyArray<{ unit: string; hash: string; active: string; sub: string }>): Promise<void> {
+    checkName('machine ID', machineId);
+    if (lease.machineId !== machineId) throw new FlotillaError('internal', `reportStates: lease of machine ${lease.machineId} used for ${machineId}`);
+    const at = now();
+    for (let i = 0; i < states.length; i += 100) {
+      const chunk = states.slice(i, i + 100);
+      const res = await this.txn(`report ${chunk.length} states on ${machineId}`, {
+        compare: [cmp.lease(this.k.machine(machineId), lease.leaseId)],
+        success: chunk.map((st) => {
+          checkName('unit name', st.unit);
+          checkHash(st.hash);
+          return op.put(this.k.state(machineId, st.unit), JSON.stringify({ unit: st.unit, hash: st.hash, active: String(st.active), sub: String(st.sub), updatedAt: at }), lease.leaseId);
+        }),
+      });
+      if (!res.succeeded) throw new FlotillaError('conflict', `report states on ${machineId}: machine is no longer registered under lease ${lease.leaseId}`);
+    }
   }
 
   /** Removes a unit's reported state (the agent unloaded it). */
@@ -1244,14 +1331,15 @@ export class Registry {
   // ---- whole-registry views for the engine --------------------------------
 
   /** Jobs, machines, schedule, states, placements and leader, all at one revision. */
-  async snapshot(): Promise<RegistrySnapshot> {
+  /** Everything at one revision; `states: false` skips unit states (the engine does not place by them). */
+  async snapshot(opts: { states?: boolean } = {}): Promise<RegistrySnapshot> {
     const k = this.k;
     const jobs = await this.range('snapshot', k.jobs);
     const rev = jobs.header.revision;
     const [machines, schedule, states, placements, leader] = await Promise.all([
       this.range('snapshot', k.machines, rev),
       this.range('snapshot', k.schedule, rev),
-      this.range('snapshot', k.states, rev),
+      opts.states === false ? Promise.resolve({ kvs: [] as IKeyValue[] } as unknown as IRangeResponse) : this.range('snapshot', k.states, rev),
       this.range('snapshot', k.placements, rev),
       this.call('snapshot', () => this.client.kv.range({ key: buf(k.leader), revision: rev })),
     ]);
