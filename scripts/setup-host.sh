@@ -11,6 +11,7 @@ PACKAGES=(
   cloud-init ignition
   libvirt-daemon-system libvirt-clients
   iproute2 e2fsprogs ca-certificates
+  socat  # SSH into a cluster's network namespace: ip netns exec NS socat STDIO TCP:127.0.0.1:PORT
 )
 
 if [ "$(id -u)" -ne 0 ]; then

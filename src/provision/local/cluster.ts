@@ -1,0 +1,145 @@
+/**
+ * A local cluster of QEMU nodes from rendered first-boot configs: one network namespace per
+ * cluster (flotilla-<name>) holding every QEMU process, so SSH forwards and the cluster's
+ * multicast L2 never touch the root namespace. Per node, under <state>/clusters/<name>/<node>/:
+ * disk.qcow2 (overlay), seed.iso or config.ign, console.log, qemu.log, qemu.pid.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FlotillaError } from '../../errors';
+import type { RenderedNode } from '../../config/render';
+import type { ResolvedSpec } from '../../config/spec';
+import type { ImageInfo } from './image';
+import { clusterMulticast, clusterNamespace, type Accelerator, type QemuNodeDesc } from './qemu-args';
+import { cpuSeconds, createNamespace, createOverlay, deleteNamespace, launchNode, runningPid, stopNode, writeFirstBoot } from './qemu';
+import { clustersDir } from './state';
+import { waitForSsh, type SshAuth } from './ssh';
+
+/** Guest SSH is forwarded from 127.0.0.1:(SSH_PORT_BASE + node index) inside the cluster's namespace. */
+export const SSH_PORT_BASE = 2201;
+
+export interface LocalNode {
+  name: string;
+  dir: string;
+  sshPort: number;
+  /** Cluster L2 address. */
+  address: string;
+  hostPublicKey: string;
+  pid: number;
+  launchedAt: number;
+  pidFile: string;
+  consoleLog: string;
+  desc: QemuNodeDesc;
+  exited: Promise<number | string>;
+}
+
+export interface LocalCluster {
+  name: string;
+  netns: string;
+  dir: string;
+  nodes: LocalNode[];
+}
+
+export interface StartClusterOptions {
+  spec: ResolvedSpec;
+  rendered: RenderedNode[];
+  image: ImageInfo;
+  accel: Accelerator;
+  /** vCPUs per VM; default: the node's `cpus`, at most 2. */
+  cpus?: number;
+  /** Memory per VM; default: the node's `memoryMiB`. */
+  memoryMiB?: number;
+  /** Extra kernel command-line words. */
+  extraCmdline?: string[];
+}
+
+export function clusterDir(cluster: string): string {
+  return path.join(clustersDir(), cluster);
+}
+
+/** Creates the namespace, overlays and first-boot media, and starts every node's QEMU. */
+export async function startCluster(opts: StartClusterOptions): Promise<LocalCluster> {
+  const { spec, image } = opts;
+  const netns = clusterNamespace(spec.name);
+  const dir = clusterDir(spec.name);
+  const running = opts.rendered.filter((r) => runningPid(path.join(dir, r.node, 'qemu.pid')) !== undefined);
+  if (running.length > 0) throw new FlotillaError('conflict', `cluster ${spec.name}: nodes already running: ${running.map((r) => r.node).join(', ')}`);
+  await createNamespace(netns);
+  const mcast = clusterMulticast(spec.name);
+  const cluster: LocalCluster = { name: spec.name, netns, dir, nodes: [] };
+  try {
+    const prepared: Array<{ desc: QemuNodeDesc; node: Omit<LocalNode, 'pid' | 'launchedAt' | 'exited' | 'desc'> }> = [];
+    for (const r of opts.rendered) {
+      const idx = spec.nodes.findIndex((n) => n.name === r.node);
+      const n = spec.nodes[idx];
+      if (!n) throw new FlotillaError('not-found', `rendered node ${r.node} is not in cluster ${spec.name}`);
+      const ndir = path.join(dir, n.name);
+      fs.mkdirSync(ndir, { recursive: true, mode: 0o700 });
+      const disk = path.join(ndir, 'disk.qcow2');
+      await createOverlay(image.disk, disk);
+      const firstBoot = await writeFirstBoot(ndir, r);
+      const consoleLog = path.join(ndir, 'console.log');
+      fs.rmSync(consoleLog, { force: true });
+      const sshPort = SSH_PORT_BASE + idx;
+      const desc: QemuNodeDesc = {
+        name: `${spec.name}-${n.name}`,
+        accel: opts.accel,
+        cpus: opts.cpus ?? Math.min(2, n.cpus),
+        memoryMiB: opts.memoryMiB ?? n.memoryMiB,
+        kernel: image.kernel,
+        initrd: image.initrd,
+        cmdline: [image.cmdline, ...(opts.extraCmdline ?? [])].join(' '),
+        disk,
+        firstBoot,
+        network: { primaryMac: n.primaryMac, sshPort, cluster: { mac: n.clusterMac, ...mcast } },
+        consoleLog,
+        pidFile: path.join(ndir, 'qemu.pid'),
+      };
+      prepared.push({ desc, node: { name: n.name, dir: ndir, sshPort, address: n.address, hostPublicKey: r.hostPublicKey, pidFile: desc.pidFile, consoleLog } });
+    }
+    // Launch last, back to back, so that the nodes' clocks start together.
+    for (const p of prepared) {
+      const l = await launchNode(p.desc, { netns, logFile: path.join(p.node.dir, 'qemu.log') });
+      cluster.nodes.push({ ...p.node, desc: p.desc, pid: l.pid, launchedAt: l.launchedAt, exited: l.exited });
+    }
+    return cluster;
+  } catch (err) {
+    await destroyCluster(spec.name).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Stops every node of the cluster (by pidfile), deletes the namespace and the runtime files. */
+export async function destroyCluster(name: string, opts: { keepFiles?: boolean } = {}): Promise<string[]> {
+  const dir = clusterDir(name);
+  const stopped: string[] = [];
+  let entries: string[] = [];
+  try {
+    entries = fs.readdirSync(dir);
+  } catch {
+    /* nothing on disk */
+  }
+  await Promise.all(
+    entries.map(async (e) => {
+      const pidFile = path.join(dir, e, 'qemu.pid');
+      if (await stopNode(pidFile, { graceMs: 3000 })) stopped.push(e);
+    }),
+  );
+  await deleteNamespace(clusterNamespace(name));
+  if (!opts.keepFiles) fs.rmSync(dir, { recursive: true, force: true });
+  return stopped;
+}
+
+/** Waits for one node's SSH (pinned host key, a real command) and returns seconds since its launch. */
+export async function waitNodeSsh(cluster: LocalCluster, node: LocalNode, auth: SshAuth, timeoutMs: number): Promise<number> {
+  await waitForSsh('127.0.0.1', node.sshPort, node.hostPublicKey, node.launchedAt + timeoutMs, {
+    auth,
+    netns: cluster.netns,
+    abort: () => (runningPid(node.pidFile) === undefined ? `QEMU for ${node.name} is not running (see ${node.consoleLog})` : undefined),
+  });
+  return (Date.now() - node.launchedAt) / 1000;
+}
+
+export function nodeCpuSeconds(node: LocalNode): number | undefined {
+  return cpuSeconds(node.pid);
+}

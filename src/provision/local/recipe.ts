@@ -1,0 +1,384 @@
+/**
+ * The node image recipe as data: what goes into the image and how it is trimmed. The image
+ * cache is keyed by a sha256 of this (see recipeHash); change anything here and the next
+ * `ensureImage` builds a new image. Pure: no I/O.
+ */
+import { createHash } from 'node:crypto';
+import { AGENT_ROOT } from './bundle';
+
+/** Bump when the build procedure changes in a way the recipe data does not show. */
+export const BUILDER_VERSION = 1;
+
+export interface BakedFile {
+  contents: string;
+  mode: number;
+}
+
+/** Everything that decides the base root filesystem, kernel and initrd (not the agent). */
+export interface BaseRecipe {
+  builderVersion: number;
+  suite: string;
+  variant: 'minbase';
+  /** debootstrap --include list. */
+  packages: string[];
+  /** Apply bookworm-security updates (apt-get upgrade) after debootstrap. */
+  securityUpdates: boolean;
+  kernel: {
+    /** Debian package whose dependency names the kernel to use (e.g. linux-image-amd64), or an exact linux-image-<abi>. */
+    package: string;
+    /** Modules copied into the image (with their dependencies), by name. */
+    modules: string[];
+    /** Modules the initrd loads, in order (dependencies first), to mount the root filesystem. */
+    initrdModules: string[];
+    cmdline: string;
+  };
+  /** Files written into the root filesystem before the configure script runs. */
+  files: Record<string, BakedFile>;
+  /** Shell script run in the chroot after the files are written: units, trimming. */
+  configureScript: string;
+  /** The initrd's /init. */
+  initScript: string;
+}
+
+export interface ImageRecipe {
+  base: BaseRecipe;
+  /** sha256 of the agent bundle (script and run-time files). */
+  bundleHash: string;
+  /** Virtual size of the root disk. */
+  diskGiB: number;
+  mkfsOptions: string[];
+}
+
+export const NODE_PACKAGES = [
+  'systemd-sysv',
+  'udev',
+  'kmod',
+  'dbus',
+  'cloud-init',
+  // debootstrap cannot resolve cloud-init's virtual python3-cffi-backend-api-* dependency itself.
+  'python3-cffi-backend',
+  'openssh-server',
+  'etcd-server',
+  'etcd-client',
+  'iproute2',
+  'ca-certificates',
+  'sudo',
+  'e2fsprogs',
+  'netbase',
+  'ignition',
+  'nodejs',
+  // ping: checking the cluster network from a node.
+  'iputils-ping',
+  // The initrd's /init and its tools (static: the initrd carries no libraries).
+  'busybox-static',
+];
+
+/** Modules in the image: virtio devices, networking, the filesystems cloud-init and Flotilla use, fw_cfg. */
+export const IMAGE_MODULES = [
+  'virtio_pci',
+  'virtio_blk',
+  'virtio_net',
+  'virtio_rng',
+  'virtio_console',
+  'virtio_balloon',
+  'qemu_fw_cfg',
+  'ext4',
+  'crc32c_generic',
+  'isofs',
+  'nls_utf8',
+  'nls_iso8859_1',
+  'vfat',
+  'af_packet',
+  'tun',
+  'veth',
+  'bridge',
+  'overlay',
+];
+
+/** What the initrd loads to reach the root filesystem (and fw_cfg, so Ignition's condition can see its config). */
+export const INITRD_MODULES = ['virtio_pci', 'virtio_blk', 'crc32c_generic', 'ext4', 'qemu_fw_cfg'];
+
+/**
+ * The kernel command line. `quiet loglevel=3`: the serial console is slow under TCG.
+ * No `rw` remount later: the initrd mounts the root read-write. Network names stay eth0/eth1
+ * until cloud-init (set-name) or Ignition's networkd files rename them by MAC.
+ */
+export const KERNEL_CMDLINE = [
+  'root=/dev/vda',
+  'rw',
+  'console=ttyS0',
+  'net.ifnames=0',
+  'quiet',
+  'loglevel=3',
+  'fsck.mode=skip',
+  'systemd.show_status=0',
+  'udev.log_level=3',
+  'audit=0',
+  'mitigations=off',
+  'nowatchdog',
+  'random.trust_cpu=on',
+  'tsc=reliable',
+  'no_timer_check',
+  'i8042.noaux',
+  'i8042.nomux',
+  'i8042.nopnp',
+  '8250.nr_uarts=1',
+  'cryptomgr.notests',
+].join(' ');
+
+/** The initrd's /init: load the modules, mount the root read-write, switch to systemd. */
+export const INIT_SCRIPT = `#!/bin/sh
+# Flotilla node initrd: no udev, no fsck; the kernel command line names the root device.
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+# The accelerator probe (accel.ts) only needs to see the kernel reach this point.
+case " $(cat /proc/cmdline) " in *" flotilla.probe=1 "*) echo FLOTILLA-PROBE-OK; poweroff -f;; esac
+for m in $(cat /modules.order); do insmod "/lib/modules/$m" || echo "initrd: insmod $m failed"; done
+root=/dev/vda
+for arg in $(cat /proc/cmdline); do case "$arg" in root=*) root="\${arg#root=}";; esac; done
+i=0
+while [ ! -b "$root" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+if ! mount -t ext4 -o rw,noatime "$root" /newroot; then
+  echo "initrd: cannot mount $root; powering off"
+  poweroff -f
+fi
+umount /sys
+umount /proc
+mount --move /dev /newroot/dev
+exec switch_root /newroot /sbin/init
+echo "initrd: switch_root failed; powering off"
+poweroff -f
+`;
+
+/**
+ * cloud-init: NoCloud only, and only the modules Flotilla's rendered cloud-config uses. The
+ * config stage's modules run in the init stage and cloud-config.service is masked: every stage
+ * is a Python process that spends ~3 s importing cloud-init under TCG, so three stages instead of
+ * four. (runcmd's script still runs in the final stage: it starts units, which must not wait on
+ * an early-boot job.)
+ */
+export const CLOUD_CFG = `# Flotilla node image: NoCloud seed only (the seed ISO Flotilla attaches), no network datasources.
+datasource_list: [ NoCloud, None ]
+# Only what Flotilla's cloud-config uses (render.ts): write_files, hostname, /etc/hosts, users,
+# SSH keys, locale, password auth, runcmd; timezone for snippets. final-message writes
+# /var/lib/cloud/instance/boot-finished.
+cloud_init_modules:
+  - write-files
+  - set_hostname
+  - update_hostname
+  - update_etc_hosts
+  - users-groups
+  - ssh
+  - locale
+  - set-passwords
+  - timezone
+  - runcmd
+cloud_config_modules: []
+cloud_final_modules:
+  - scripts-user
+  - final-message
+ssh_genkeytypes: [ ed25519 ]
+locale: C.UTF-8
+`;
+
+/** Applies the Ignition config QEMU passes in fw_cfg, on first boot, in place of the initrd stages. */
+export const IGNITION_FIRSTBOOT = `#!/bin/sh
+# Flotilla: apply the Ignition config from QEMU fw_cfg (opt/com.coreos/config) on the running
+# root filesystem. Debian ships Ignition for dracut; here its fetch and files stages run from
+# this early-boot unit instead.
+set -eu
+IGN=/usr/lib/dracut/modules.d/30ignition/ignition
+$IGN -platform qemu -stage fetch -root / -log-to-stdout
+$IGN -platform qemu -stage files -root / -log-to-stdout
+[ -s /etc/hostname ] && hostname "$(cat /etc/hostname)"
+# Ignition's enabled: true only writes a preset; enable those units (and start them once sysinit is done).
+preset=/etc/systemd/system-preset/20-ignition.preset
+if [ -f "$preset" ]; then
+  units=$(sed -n 's/^enable \\(.*\\)$/\\1/p' "$preset")
+  if [ -n "$units" ]; then
+    systemctl daemon-reload
+    systemctl enable $units
+    systemctl start --no-block $units
+  fi
+fi
+mkdir -p /var/lib/flotilla
+touch /var/lib/flotilla/ignition.done
+`;
+
+export const IGNITION_UNIT = `[Unit]
+Description=Apply the Ignition config from QEMU fw_cfg (Flotilla, first boot)
+Documentation=https://coreos.github.io/ignition/
+DefaultDependencies=no
+ConditionPathExists=/sys/firmware/qemu_fw_cfg/by_name/opt/com.coreos/config/raw
+ConditionPathExists=!/var/lib/flotilla/ignition.done
+After=local-fs.target systemd-remount-fs.service systemd-tmpfiles-setup.service
+Before=sysinit.target systemd-networkd.service ssh.service cloud-init-local.service systemd-user-sessions.service
+Conflicts=shutdown.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+Environment=SYSTEMCTL_SKIP_SYSV=1
+ExecStart=${AGENT_ROOT}/ignition-firstboot
+
+[Install]
+WantedBy=sysinit.target
+`;
+
+/** First boot (empty /etc/machine-id) runs `systemctl preset-all`: these files make it keep the image's choices. */
+export const PRESET_FLOTILLA = `# Flotilla node image: what is enabled. Everything else is disabled (99-flotilla-default.preset),
+# except what Ignition's own preset file (20-ignition.preset) enables.
+enable systemd-networkd.service
+enable systemd-networkd.socket
+enable ssh.service
+enable cloud-init-local.service
+enable cloud-init.service
+enable cloud-final.service
+enable flotilla-ignition.service
+enable remote-fs.target
+disable getty@.service
+disable systemd-pstore.service
+disable systemd-network-generator.service
+`;
+
+export const PRESET_DEFAULT = `# Flotilla node image: anything not named in an earlier preset file stays off.
+disable *
+`;
+
+/** Runs in the chroot after the files are written. Every step is one that made boot faster or the image smaller. */
+export const CONFIGURE_SCRIPT = `set -eu
+export SYSTEMCTL_SKIP_SYSV=1 LC_ALL=C
+# SysV scripts: every service here has a native unit; without them systemd's sysv generator and
+# Debian's systemctl hook have nothing to do.
+rm -f /etc/init.d/* /etc/rc[0-6S].d/*
+# Flotilla runs etcd from its own unit (flotilla-etcd.service); Debian's must never start.
+systemctl mask etcd.service
+# Timers and periodic jobs a short-lived cluster node does not need.
+systemctl mask apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-upgrade.service \\
+  dpkg-db-backup.timer dpkg-db-backup.service e2scrub_all.timer e2scrub_all.service e2scrub_reap.service \\
+  fstrim.timer fstrim.service systemd-tmpfiles-clean.timer
+# Nobody logs in on a console (no passwords); networkd brings links up, nothing waits for them.
+systemctl mask getty@.service serial-getty@.service console-getty.service systemd-networkd-wait-online.service
+# Early-boot work a VM node does not need: each unit is a process start, ~0.1-1 s under TCG.
+# (No module these would load is in the image; journald keeps logs in /run; no logind sessions:
+# libpam-systemd is not installed.)
+systemctl mask modprobe@.service kmod-static-nodes.service systemd-journal-flush.service \\
+  systemd-network-generator.service systemd-pstore.service systemd-logind.service \\
+  systemd-update-utmp.service systemd-update-utmp-runlevel.service \\
+  dev-hugepages.mount sys-kernel-debug.mount sys-kernel-tracing.mount sys-fs-fuse-connections.mount \\
+  sys-kernel-config.mount proc-sys-fs-binfmt_misc.automount
+# Generators run at boot and again at every daemon-reload (cloud-init's runcmd does two): keep
+# only fstab, cloud-init, debug (systemd.mask= etc.) and run (systemd.run=).
+mkdir -p /etc/systemd/system-generators
+for g in cryptsetup integritysetup veritysetup gpt-auto hibernate-resume system-update sysv rc-local getty; do
+  ln -sf /dev/null "/etc/systemd/system-generators/systemd-$g-generator"
+done
+# udev rules for hardware a QEMU node does not have (input, sound, video, seats, tapes, dm, btrfs).
+mkdir -p /etc/udev/rules.d
+for r in 55-dm 60-autosuspend 60-cdrom_id 60-drm 60-evdev 60-fido-id 60-infiniband 60-input-id \\
+  60-persistent-alsa 60-persistent-input 60-persistent-storage-dm 60-persistent-storage-tape \\
+  60-persistent-v4l 60-sensor 60-serial 64-btrfs 66-azure-ephemeral 70-camera 70-joystick 70-mouse \\
+  70-touchpad 70-uaccess 71-seat 73-seat-late 75-probe_mtd 78-sound-card 85-hwclock 95-dm-notify 96-e2scrub; do
+  ln -sf /dev/null "/etc/udev/rules.d/$r.rules"
+done
+# cloud-init's config-stage modules run in its init stage (see 99_flotilla.cfg).
+systemctl mask cloud-config.service
+systemctl set-default multi-user.target
+# sshd: no password logins (also makes cloud-init's set-passwords a no-op: no ssh restart);
+# no motd or mail check per login.
+sed -i -e 's/^#\\?PasswordAuthentication .*/PasswordAuthentication no/' /etc/ssh/sshd_config
+sed -i -e '/pam_motd.so/d' -e '/pam_mail.so/d' /etc/pam.d/sshd
+systemctl preset-all
+systemctl enable systemd-networkd.service ssh.service flotilla-ignition.service
+# First boot gets a fresh machine ID and fresh (or delivered) SSH host keys.
+: > /etc/machine-id
+rm -f /var/lib/dbus/machine-id
+ln -s /etc/machine-id /var/lib/dbus/machine-id
+rm -f /etc/ssh/ssh_host_*
+echo localhost > /etc/hostname
+printf '127.0.0.1\\tlocalhost\\n::1\\t\\tlocalhost ip6-localhost ip6-loopback\\n' > /etc/hosts
+rm -f /etc/resolv.conf
+touch /etc/resolv.conf
+echo 'LANG=C.UTF-8' > /etc/default/locale
+printf '/dev/vda\\t/\\text4\\trw,noatime,errors=remount-ro\\t0\\t0\\n' > /etc/fstab
+# Size: documentation, manual pages, translations, package lists, logs.
+find /usr/share/doc -mindepth 1 ! -name copyright ! -type d -delete
+find /usr/share/doc -mindepth 1 -type d -empty -delete
+rm -rf /usr/share/man /usr/share/info /usr/share/lintian /usr/share/locale/*
+rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /var/cache/debconf/*-old /var/lib/dpkg/*-old
+find /var/log -type f -delete
+rm -rf /tmp/* /var/tmp/*
+`;
+
+export const DPKG_NODOC = `# Flotilla node image: no documentation or translations from later installs either.
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/lintian/*
+`;
+
+export const JOURNALD_CONF = `[Journal]
+# Logs live in /run: no flush to disk at boot.
+Storage=volatile
+RuntimeMaxUse=32M
+`;
+
+export function defaultBaseRecipe(): BaseRecipe {
+  return {
+    builderVersion: BUILDER_VERSION,
+    suite: 'bookworm',
+    variant: 'minbase',
+    packages: [...NODE_PACKAGES],
+    securityUpdates: true,
+    kernel: { package: 'linux-image-amd64', modules: [...IMAGE_MODULES], initrdModules: [...INITRD_MODULES], cmdline: KERNEL_CMDLINE },
+    files: {
+      '/etc/cloud/cloud.cfg.d/99_flotilla.cfg': { contents: CLOUD_CFG, mode: 0o644 },
+      '/etc/systemd/system/flotilla-ignition.service': { contents: IGNITION_UNIT, mode: 0o644 },
+      [`${AGENT_ROOT}/ignition-firstboot`]: { contents: IGNITION_FIRSTBOOT, mode: 0o755 },
+      '/etc/systemd/system-preset/00-flotilla.preset': { contents: PRESET_FLOTILLA, mode: 0o644 },
+      '/etc/systemd/system-preset/99-flotilla-default.preset': { contents: PRESET_DEFAULT, mode: 0o644 },
+      '/etc/systemd/journald.conf.d/10-flotilla.conf': { contents: JOURNALD_CONF, mode: 0o644 },
+      '/etc/dpkg/dpkg.cfg.d/01-flotilla-nodoc': { contents: DPKG_NODOC, mode: 0o644 },
+    },
+    configureScript: CONFIGURE_SCRIPT,
+    initScript: INIT_SCRIPT,
+  };
+}
+
+export function defaultRecipe(bundleHash: string): ImageRecipe {
+  return { base: defaultBaseRecipe(), bundleHash, diskGiB: 4, mkfsOptions: ['-m', '0', '-L', 'root'] };
+}
+
+/** JSON with object keys sorted at every level: the same data always gives the same text. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') {
+    if (value === undefined || typeof value === 'function' || typeof value === 'symbol') throw new TypeError(`canonicalJson: cannot encode ${typeof value}`);
+    if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError(`canonicalJson: cannot encode ${value}`);
+    return JSON.stringify(value);
+  }
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  const obj = value as Record<string, unknown>;
+  return `{${Object.keys(obj)
+    .sort()
+    .filter((k) => obj[k] !== undefined)
+    .map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`)
+    .join(',')}}`;
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** The base layer's cache key. */
+export function baseRecipeHash(base: BaseRecipe): string {
+  return sha256(`flotilla-base\0${canonicalJson(base)}`);
+}
+
+/** The image's cache key: the base recipe, the agent bundle and the disk layout. */
+export function recipeHash(recipe: ImageRecipe): string {
+  return sha256(`flotilla-image\0${canonicalJson({ ...recipe, base: baseRecipeHash(recipe.base) })}`);
+}

@@ -1,0 +1,161 @@
+/**
+ * Real VMs: the cached node image (built here if missing, with progress on stderr) boots a
+ * 2-node cluster from Flotilla's rendered cloud-config under QEMU (TCG when KVM is unusable).
+ * SSH must work with the pinned host key and a real command; a wrong pinned key must be
+ * refused; the nodes must reach each other over the cluster network. Everything started here
+ * is stopped by PID (and the namespace deleted) even when a test fails or the process dies.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { utils } from 'ssh2';
+import { loadSpecObject } from '../../src/config/load';
+import { renderCluster, type RenderedNode } from '../../src/config/render';
+import { ensureSecrets } from '../../src/config/secrets';
+import type { ResolvedSpec } from '../../src/config/spec';
+import { probeAccelerator, type AccelProbe } from '../../src/provision/local/accel';
+import { destroyCluster, startCluster, waitNodeSsh, type LocalCluster } from '../../src/provision/local/cluster';
+import { ensureImage, getImage, type ImageInfo } from '../../src/provision/local/image';
+import { cpuSeconds, isOurQemu, namespaceExists, stopNode } from '../../src/provision/local/qemu';
+import { HostKeyMismatchError, sshConnect, sshExec, sshRun, waitForSsh, type SshAuth } from '../../src/provision/local/ssh';
+
+const CLUSTER = `t${process.pid}`;
+const log = (msg: string): void => void process.stderr.write(`# ${msg}\n`);
+
+/** Last-resort cleanup if the process ends without the after() hook (crash, timeout, signal). */
+let live: LocalCluster | undefined;
+function emergencyCleanup(): void {
+  if (!live) return;
+  for (const n of live.nodes) {
+    if (isOurQemu(n.pid, n.pidFile)) {
+      try {
+        process.kill(n.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  }
+  spawnSync('ip', ['netns', 'delete', live.netns]);
+  fs.rmSync(live.dir, { recursive: true, force: true });
+  live = undefined;
+}
+process.on('exit', emergencyCleanup);
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    emergencyCleanup();
+    process.kill(process.pid, sig);
+  });
+}
+
+describe('local QEMU nodes (real VMs)', { timeout: 40 * 60_000 }, () => {
+  let image: ImageInfo;
+  let accel: AccelProbe;
+  let spec: ResolvedSpec;
+  let rendered: RenderedNode[];
+  let auth: SshAuth;
+  let cluster: LocalCluster;
+
+  before(async () => {
+    const t0 = Date.now();
+    image = await ensureImage({}, (p) => log(`image: ${p.step} ${p.phase}${p.seconds !== undefined ? ` ${p.seconds}s` : ''}${p.detail ? ` ${p.detail}` : ''}${p.phase === 'start' && p.log ? ` (log ${p.log})` : ''}`));
+    log(`image ${image.id.slice(0, 12)} ready after ${((Date.now() - t0) / 1000).toFixed(1)} s (${(image.sizes.diskBytes / 1e6).toFixed(0)} MB qcow2)`);
+    accel = await probeAccelerator(image);
+    log(`accelerator: ${accel.accel} (${accel.reason})`);
+    const key = utils.generateKeyPairSync('ed25519', { comment: 'boot-test@flotilla' });
+    auth = { username: 'core', privateKey: key.private };
+    spec = loadSpecObject({ name: CLUSTER, nodes: [{ name: 'node1' }, { name: 'node2' }], ssh: { authorizedKeys: [key.public.trim()] } });
+    rendered = renderCluster(spec, ensureSecrets(spec));
+    cluster = await startCluster({ spec, rendered, image, accel: accel.accel });
+    live = cluster;
+  });
+
+  after(async () => {
+    if (!cluster) return;
+    const stopped = await destroyCluster(cluster.name);
+    log(`stopped ${stopped.join(', ') || 'nothing'}`);
+    for (const n of cluster.nodes) assert.equal(isOurQemu(n.pid, n.pidFile), false, `QEMU ${n.pid} still running`);
+    assert.equal(namespaceExists(cluster.netns), false);
+    assert.equal(fs.existsSync(cluster.dir), false);
+    live = undefined;
+  });
+
+  it('caches the image: asking again returns it without building', async () => {
+    const t0 = Date.now();
+    const again = await ensureImage();
+    assert.equal(again.id, image.id);
+    assert.ok(Date.now() - t0 < 30_000, 'ensureImage on a cached image must not rebuild');
+    assert.deepEqual(getImage(image.id)?.disk, image.disk);
+    const meta = JSON.parse(fs.readFileSync(path.join(image.dir, 'image.json'), 'utf8')) as ImageInfo;
+    assert.ok(meta.buildSeconds > 0 && meta.sizes.diskBytes > 0);
+  });
+
+  it('runs QEMU inside the cluster namespace with restricted user networking', () => {
+    for (const n of cluster.nodes) {
+      assert.ok(isOurQemu(n.pid, n.pidFile));
+      const argv = fs.readFileSync(`/proc/${n.pid}/cmdline`, 'utf8').split('\0');
+      assert.ok(argv.includes(`user,id=uplink,restrict=on,hostfwd=tcp:127.0.0.1:${n.sshPort}-:22`));
+      assert.notEqual(fs.readlinkSync(`/proc/${n.pid}/ns/net`), fs.readlinkSync('/proc/self/ns/net'), 'QEMU must not share our network namespace');
+    }
+  });
+
+  it('answers SSH with the pinned host key and runs commands; cloud-init finishes', async () => {
+    const node = cluster.nodes[0]!;
+    const ssh = await waitNodeSsh(cluster, node, auth, 10 * 60_000);
+    log(`${node.name}: SSH after ${ssh.toFixed(1)} s (QEMU CPU ${cpuSeconds(node.pid)} s)`);
+    const client = await sshConnect({ host: '127.0.0.1', port: node.sshPort, netns: cluster.netns }, node.hostPublicKey, auth);
+    try {
+      const host = await sshExec(client, 'hostname && id -un');
+      assert.equal(host.code, 0);
+      assert.deepEqual(host.stdout.trim().split('\n'), ['node1', 'core']);
+      const done = await sshExec(client, 'while [ ! -e /var/lib/cloud/instance/boot-finished ] || [ ! -e /run/cloud-init/result.json ]; do sleep 0.5; done; cloud-init status --long', 10 * 60_000);
+      log(`${node.name}: cloud-init done after ${((Date.now() - node.launchedAt) / 1000).toFixed(1)} s`);
+      assert.match(done.stdout, /^status: done$/m, done.stdout + done.stderr);
+      // What the rendered cloud-config asked for is in place.
+      const files = await sshExec(client, 'test -f /etc/flotilla/fleetd.json && systemctl is-enabled flotilla-fleetd.path && sudo -n true && echo ok');
+      assert.equal(files.stdout.trim().split('\n').pop(), 'ok', files.stdout + files.stderr);
+    } finally {
+      client.end();
+    }
+  });
+
+  it('refuses a node that presents a different host key than the pinned one', async () => {
+    const node = cluster.nodes[0]!;
+    const wrong = utils.generateKeyPairSync('ed25519').public.trim();
+    const t0 = Date.now();
+    await assert.rejects(
+      waitForSsh('127.0.0.1', node.sshPort, wrong, Date.now() + 60_000, { auth, netns: cluster.netns }),
+      (err: unknown) => err instanceof HostKeyMismatchError && err.presented.startsWith('ssh-ed25519 ') && node.hostPublicKey.includes(err.presented.split(' ')[1]!),
+    );
+    assert.ok(Date.now() - t0 < 30_000, 'a mismatch is final, not retried until the deadline');
+    // Another node's (valid, pinned elsewhere) key is just as wrong.
+    await assert.rejects(sshRun({ host: '127.0.0.1', port: node.sshPort, netns: cluster.netns }, cluster.nodes[1]!.hostPublicKey, auth, 'true'), HostKeyMismatchError);
+  });
+
+  it('connects the nodes over the cluster network', async () => {
+    const [n1, n2] = cluster.nodes as [LocalCluster['nodes'][0], LocalCluster['nodes'][0]];
+    await waitNodeSsh(cluster, n2, auth, 10 * 60_000);
+    const r = await sshRun({ host: '127.0.0.1', port: n1.sshPort, netns: cluster.netns }, n1.hostPublicKey, auth, `ip -brief addr show cluster0; ping -c1 -W5 ${n2.address}`);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, new RegExp(`cluster0\\s+UP\\s+${n1.address.replace(/\./g, '\\.')}/24`));
+    assert.match(r.stdout, /1 received/);
+  });
+
+  it('stopNode leaves alone a pidfile whose PID is not our QEMU', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-pid-'));
+    try {
+      const pidFile = path.join(dir, 'qemu.pid');
+      fs.writeFileSync(pidFile, `${process.pid}\n`);
+      assert.equal(await stopNode(pidFile), false);
+      const qemuPidFile = cluster.nodes[1]!.pidFile;
+      fs.writeFileSync(pidFile, `${cluster.nodes[1]!.pid}\n`);
+      // The PID is a QEMU of ours, but not one started with this pidfile.
+      assert.equal(await stopNode(pidFile), false);
+      assert.ok(isOurQemu(cluster.nodes[1]!.pid, qemuPidFile));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { cpioNewc } from '../../src/provision/local/cpio';
+import { moduleClosure } from '../../src/provision/local/image';
+import { baseRecipeHash, canonicalJson, defaultRecipe, recipeHash, type ImageRecipe } from '../../src/provision/local/recipe';
+
+const BUNDLE = 'a'.repeat(64);
+
+function clone(r: ImageRecipe): ImageRecipe {
+  return JSON.parse(JSON.stringify(r)) as ImageRecipe;
+}
+
+describe('recipe hashing', () => {
+  it('is a stable sha256 of the recipe', () => {
+    const h = recipeHash(defaultRecipe(BUNDLE));
+    assert.match(h, /^[0-9a-f]{64}$/);
+    assert.equal(recipeHash(defaultRecipe(BUNDLE)), h);
+  });
+
+  it('does not depend on object key order', () => {
+    assert.equal(canonicalJson({ b: 1, a: { d: [1, { y: 2, x: 1 }], c: null } }), canonicalJson({ a: { c: null, d: [1, { x: 1, y: 2 }] }, b: 1 }));
+    const r = defaultRecipe(BUNDLE);
+    const reordered = Object.fromEntries(Object.entries(r).reverse()) as unknown as ImageRecipe;
+    assert.equal(recipeHash(reordered), recipeHash(r));
+  });
+
+  it('changes with the package list, the trimming script, the kernel, the files and the agent bundle', () => {
+    const base = defaultRecipe(BUNDLE);
+    const h = recipeHash(base);
+    const variants: Array<[string, (r: ImageRecipe) => void]> = [
+      ['package added', (r) => r.base.packages.push('strace')],
+      ['package order', (r) => r.base.packages.reverse()],
+      ['trimming script', (r) => (r.base.configureScript += '\nrm -rf /usr/share/zoneinfo\n')],
+      ['kernel package', (r) => (r.base.kernel.package = 'linux-image-6.1.0-99-amd64')],
+      ['kernel modules', (r) => r.base.kernel.modules.push('e1000')],
+      ['kernel command line', (r) => (r.base.kernel.cmdline += ' debug')],
+      ['baked file', (r) => (r.base.files['/etc/cloud/cloud.cfg.d/99_flotilla.cfg']!.contents += '# x\n')],
+      ['file mode', (r) => (r.base.files['/etc/cloud/cloud.cfg.d/99_flotilla.cfg']!.mode = 0o600)],
+      ['initrd /init', (r) => (r.base.initScript += '\n')],
+      ['security updates', (r) => (r.base.securityUpdates = !r.base.securityUpdates)],
+      ['agent bundle', (r) => (r.bundleHash = 'b'.repeat(64))],
+      ['disk size', (r) => (r.diskGiB += 1)],
+    ];
+    const seen = new Set([h]);
+    for (const [what, change] of variants) {
+      const r = clone(base);
+      change(r);
+      const h2 = recipeHash(r);
+      assert.notEqual(h2, h, what);
+      seen.add(h2);
+    }
+    assert.equal(seen.size, variants.length + 1);
+  });
+
+  it('keys the base layer without the agent bundle, so a source change reuses the base', () => {
+    const a = defaultRecipe(BUNDLE);
+    const b = defaultRecipe('c'.repeat(64));
+    assert.equal(baseRecipeHash(a.base), baseRecipeHash(b.base));
+    assert.notEqual(recipeHash(a), recipeHash(b));
+  });
+
+  it('keeps what the brief requires in the default recipe', () => {
+    const r = defaultRecipe(BUNDLE);
+    for (const p of ['systemd-sysv', 'udev', 'kmod', 'dbus', 'cloud-init', 'python3-cffi-backend', 'openssh-server', 'etcd-server', 'etcd-client', 'iproute2', 'ca-certificates', 'sudo', 'e2fsprogs', 'netbase', 'ignition', 'nodejs']) {
+      assert.ok(r.base.packages.includes(p), p);
+    }
+    const cfg = r.base.files['/etc/cloud/cloud.cfg.d/99_flotilla.cfg']!.contents;
+    assert.match(cfg, /^datasource_list: \[ NoCloud, None \]$/m);
+    assert.match(cfg, /^ssh_genkeytypes: \[ ed25519 \]$/m);
+    assert.match(r.base.configureScript, /^: > \/etc\/machine-id$/m);
+    assert.match(r.base.configureScript, /rm -f \/etc\/ssh\/ssh_host_\*/);
+    assert.match(r.base.configureScript, /systemctl mask etcd\.service/);
+    assert.match(r.base.configureScript, /systemd-networkd-wait-online\.service/);
+  });
+});
+
+describe('moduleClosure', () => {
+  const index = {
+    files: new Map([
+      ['ext4', 'kernel/fs/ext4/ext4.ko'],
+      ['jbd2', 'kernel/fs/jbd2/jbd2.ko'],
+      ['mbcache', 'kernel/fs/mbcache.ko'],
+      ['crc16', 'kernel/lib/crc16.ko'],
+      ['virtio_blk', 'kernel/drivers/block/virtio_blk.ko'],
+      ['nls_iso8859_1', 'kernel/fs/nls/nls_iso8859-1.ko'],
+    ]),
+    deps: new Map([
+      ['kernel/fs/ext4/ext4.ko', ['kernel/lib/crc16.ko', 'kernel/fs/mbcache.ko', 'kernel/fs/jbd2/jbd2.ko']],
+      ['kernel/fs/jbd2/jbd2.ko', []],
+      ['kernel/fs/mbcache.ko', []],
+      ['kernel/lib/crc16.ko', []],
+      ['kernel/drivers/block/virtio_blk.ko', []],
+      ['kernel/fs/nls/nls_iso8859-1.ko', []],
+    ]),
+    builtin: new Set(['af_packet', 'virtio']),
+  };
+
+  it('lists dependencies before the modules that need them, once each', () => {
+    const order = moduleClosure(index, ['ext4', 'virtio_blk', 'jbd2']);
+    assert.deepEqual(order, ['kernel/lib/crc16.ko', 'kernel/fs/mbcache.ko', 'kernel/fs/jbd2/jbd2.ko', 'kernel/fs/ext4/ext4.ko', 'kernel/drivers/block/virtio_blk.ko']);
+  });
+
+  it('accepts built-in modules and dash/underscore spellings, and refuses unknown names', () => {
+    assert.deepEqual(moduleClosure(index, ['af_packet', 'nls_iso8859-1']), ['kernel/fs/nls/nls_iso8859-1.ko']);
+    assert.throws(() => moduleClosure(index, ['e1000e']), /e1000e is neither a module nor built in/);
+  });
+});
+
+/** An independent reader for the newc format, to check what the writer produced. */
+function readNewc(buf: Buffer): Array<{ name: string; mode: number; data: Buffer; rdev: [number, number] }> {
+  const out: Array<{ name: string; mode: number; data: Buffer; rdev: [number, number] }> = [];
+  let off = 0;
+  const field = (i: number): number => parseInt(buf.toString('ascii', off + 6 + i * 8, off + 14 + i * 8), 16);
+  for (;;) {
+    assert.equal(buf.toString('ascii', off, off + 6), '070701', `magic at ${off}`);
+    const mode = field(1);
+    const size = field(6);
+    const rdev: [number, number] = [field(9), field(10)];
+    const nameSize = field(11);
+    const nameStart = off + 110;
+    const name = buf.toString('utf8', nameStart, nameStart + nameSize - 1);
+    assert.equal(buf[nameStart + nameSize - 1], 0);
+    let dataStart = nameStart + nameSize;
+    dataStart += (4 - (dataStart % 4)) % 4;
+    const data = buf.subarray(dataStart, dataStart + size);
+    off = dataStart + size;
+    off += (4 - (off % 4)) % 4;
+    if (name === 'TRAILER!!!') break;
+    out.push({ name, mode, data, rdev });
+  }
+  assert.equal(off, buf.length);
+  return out;
+}
+
+describe('cpioNewc', () => {
+  it('writes directories, files, symlinks and device nodes the way the kernel reads them', () => {
+    const archive = cpioNewc([
+      { type: 'dir', path: 'bin' },
+      { type: 'file', path: 'bin/busybox', data: Buffer.from([0, 1, 2, 3, 4]), mode: 0o755 },
+      { type: 'symlink', path: 'bin/sh', target: 'busybox' },
+      { type: 'dir', path: 'dev' },
+      { type: 'chardev', path: 'dev/console', major: 5, minor: 1 },
+      { type: 'file', path: 'init', data: '#!/bin/sh\n', mode: 0o755 },
+    ]);
+    const entries = readNewc(archive);
+    assert.deepEqual(
+      entries.map((e) => [e.name, e.mode.toString(8)]),
+      [['bin', '40755'], ['bin/busybox', '100755'], ['bin/sh', '120777'], ['dev', '40755'], ['dev/console', '20600'], ['init', '100755']],
+    );
+    assert.deepEqual([...entries[1]!.data], [0, 1, 2, 3, 4]);
+    assert.equal(entries[2]!.data.toString(), 'busybox');
+    assert.deepEqual(entries[4]!.rdev, [5, 1]);
+    assert.equal(entries[5]!.data.toString(), '#!/bin/sh\n');
+  });
+
+  it('refuses paths that would escape or come before their directory', () => {
+    assert.throws(() => cpioNewc([{ type: 'file', path: '../etc/passwd', data: 'x' }]), /bad path/);
+    assert.throws(() => cpioNewc([{ type: 'file', path: 'a/b', data: 'x' }]), /before its directory/);
+    assert.throws(() => cpioNewc([{ type: 'dir', path: 'a' }, { type: 'dir', path: 'a' }]), /duplicate/);
+  });
+});
