@@ -192,31 +192,36 @@ export class Agent extends EventEmitter {
    */
   private report(s: UnitStatus): Promise<void> {
     this.pendingReports.set(s.name, s);
-    this.flushing ??= (async () => {
-      while (this.pendingReports.size > 0) {
-        const batch = [...this.pendingReports.values()];
-        this.pendingReports.clear();
-        const lease = this.lease;
-        if (!lease?.alive) continue;
-        const writes: Array<{ unit: string; hash: string; active: string; sub: string; key: string }> = [];
-        for (const st of batch) {
-          const a = this.desired.get(st.name);
-          if (!a) continue;
-          // Only changes are written: reconciles re-report every unit, etcd need not hear it.
-          const key = `${a.hash} ${lease.leaseId} ${st.active} ${st.sub}`;
-          if (this.reported.get(st.name) !== key) writes.push({ unit: st.name, hash: a.hash, active: st.active, sub: st.sub, key });
-        }
-        if (writes.length === 0) continue;
-        try {
-          await this.opts.registry.reportStates(this.machineId, lease, writes);
-          for (const w of writes) this.reported.set(w.unit, w.key);
-        } catch (err) {
-          this.log(`reporting ${writes.length} states failed: ${(err as Error).message}`);
-        }
-      }
-      this.flushing = undefined;
-    })();
+    this.flushing ??= this.flushReports();
     return this.flushing;
+  }
+
+  private async flushReports(): Promise<void> {
+    // Always yield first: `flushing` must be set before this can finish, or a report
+    // arriving later would see a finished promise and never be written.
+    await null;
+    while (this.pendingReports.size > 0) {
+      const batch = [...this.pendingReports.values()];
+      this.pendingReports.clear();
+      const lease = this.lease;
+      if (!lease?.alive) continue;
+      const writes: Array<{ unit: string; hash: string; active: string; sub: string; key: string }> = [];
+      for (const st of batch) {
+        const a = this.desired.get(st.name);
+        if (!a) continue;
+        // Only changes are written: reconciles re-report every unit, etcd need not hear it.
+        const key = `${a.hash} ${lease.leaseId} ${st.active} ${st.sub}`;
+        if (this.reported.get(st.name) !== key) writes.push({ unit: st.name, hash: a.hash, active: st.active, sub: st.sub, key });
+      }
+      if (writes.length === 0) continue;
+      try {
+        await this.opts.registry.reportStates(this.machineId, lease, writes);
+        for (const w of writes) this.reported.set(w.unit, w.key);
+      } catch (err) {
+        this.log(`reporting ${writes.length} states failed: ${(err as Error).message}`);
+      }
+    }
+    this.flushing = undefined;
   }
 
   private readonly pendingReports = new Map<string, UnitStatus>();
