@@ -15,7 +15,7 @@
  * - a unit that cannot be placed gets a reason.
  */
 import type { Assignment, DesiredState, Job, MachineInfo } from './registry';
-import { conflictsWith, matchesMetadata, type XFleetOptions } from './xfleet';
+import { conflictsWith, globMatch, matchesMetadata, type XFleetOptions } from './xfleet';
 
 export interface SchedulableJob {
   name: string;
@@ -53,6 +53,8 @@ type JobLike = Pick<Job, 'name'> & { options: Pick<XFleetOptions, 'conflicts'> }
 /** Placement order: MachineOf targets before followers, replacers before the units they replace. */
 function placementOrder(jobs: SchedulableJob[]): SchedulableJob[] {
   const byName = new Map(jobs.map((j) => [j.name, j]));
+  const replacedBy = new Map<string, SchedulableJob[]>();
+  for (const j of jobs) for (const r of j.options.replaces) replacedBy.set(r, [...(replacedBy.get(r) ?? []), j]);
   const out: SchedulableJob[] = [];
   const seen = new Set<string>();
   const visit = (j: SchedulableJob, path: Set<string>): void => {
@@ -63,13 +65,62 @@ function placementOrder(jobs: SchedulableJob[]): SchedulableJob[] {
       if (target) visit(target, path);
     }
     // A unit replacing this one is placed first, so this one sees where it must not be.
-    for (const other of jobs) if (other.options.replaces.includes(j.name)) visit(other, path);
+    for (const other of replacedBy.get(j.name) ?? []) visit(other, path);
     path.delete(j.name);
     seen.add(j.name);
     out.push(j);
   };
   for (const j of [...jobs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) visit(j, new Set());
   return out;
+}
+
+/**
+ * Machines by load (fewest units first, then machine ID), with lazy updates: an entry is
+ * stale once its machine's load changed. Picks the least-loaded machine in O(log n).
+ */
+class LoadHeap {
+  private readonly heap: Array<[number, string]> = [];
+  constructor(private readonly load: Map<string, number>) {
+    for (const [id, n] of load) this.push([n, id]);
+  }
+  private less(a: [number, string], b: [number, string]): boolean {
+    return a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+  }
+  push(e: [number, string]): void {
+    const h = this.heap;
+    h.push(e);
+    for (let i = h.length - 1; i > 0; ) {
+      const p = (i - 1) >> 1;
+      if (!this.less(h[i]!, h[p]!)) break;
+      [h[i], h[p]] = [h[p]!, h[i]!];
+      i = p;
+    }
+  }
+  private pop(): void {
+    const h = this.heap;
+    const last = h.pop()!;
+    if (h.length === 0) return;
+    h[0] = last;
+    for (let i = 0; ; ) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < h.length && this.less(h[l]!, h[m]!)) m = l;
+      if (r < h.length && this.less(h[r]!, h[m]!)) m = r;
+      if (m === i) break;
+      [h[i], h[m]] = [h[m]!, h[i]!];
+      i = m;
+    }
+  }
+  /** The least-loaded machine, or undefined when there is none. */
+  min(): string | undefined {
+    while (this.heap.length > 0) {
+      const [n, id] = this.heap[0]!;
+      if (this.load.get(id) === n) return id;
+      this.pop();
+    }
+    return undefined;
+  }
 }
 
 function describeMetadata(o: XFleetOptions): string {
@@ -108,8 +159,18 @@ export function planSchedule(input: ScheduleInput): SchedulePlan {
     return undefined;
   };
 
+  const load = new Map<string, number>(machines.map((m) => [m.id, 0]));
+  const byLoad = new LoadHeap(load);
+  /** Conflicts globs and Replaces names of every unit placed so far, to spot units nothing constrains. */
+  const placedConflictGlobs = new Set<string>();
+  const replacedNames = new Set<string>();
   const place = (job: SchedulableJob, machineId: string, reason: string) => {
     onMachine.get(machineId)!.push(job);
+    const n = load.get(machineId)! + 1;
+    load.set(machineId, n);
+    byLoad.push([n, machineId]);
+    for (const g of job.options.conflicts) placedConflictGlobs.add(g);
+    for (const r of job.options.replaces) replacedNames.add(r);
     if (job.options.conflicts.length || job.options.replaces.length) excluders.get(machineId)!.push(job);
     if (!job.options.global) placedAt.set(job.name, machineId);
     target.push({ unit: job.name, machineId, hash: job.hash, reason });
@@ -154,6 +215,15 @@ export function planSchedule(input: ScheduleInput): SchedulePlan {
       unplaceable.set(job.name, `MachineID=${o.machineId} is not registered`);
       continue;
     }
+    // Nothing constrains this unit and no placed unit excludes it: any machine will do,
+    // so take the least loaded without testing all of them (10,000 units x 1,000 machines).
+    const free =
+      o.machineId === undefined && o.machineMetadata.length === 0 && o.machineOf.length === 0 && o.conflicts.length === 0 && replacedMachines.length === 0 &&
+      !replacedNames.has(job.name) && ![...placedConflictGlobs].some((g) => globMatch(g, job.name));
+    if (free) {
+      place(job, byLoad.min()!, kept !== undefined ? `moved from ${kept}` : (current.get(job.name)?.length ?? 0) > 0 ? 'machine gone' : 'least loaded');
+      continue;
+    }
     const reasons = new Map<string, string>();
     const eligible = machines.filter((m) => {
       const why = ineligible(job, m);
@@ -166,7 +236,7 @@ export function planSchedule(input: ScheduleInput): SchedulePlan {
       continue;
     }
     const preferred = eligible.find((m) => replacedMachines.includes(m.id));
-    const chosen = preferred ?? eligible.reduce((best, m) => (onMachine.get(m.id)!.length < onMachine.get(best.id)!.length ? m : best));
+    const chosen = preferred ?? eligible.reduce((best, m) => (load.get(m.id)! < load.get(best.id)! ? m : best));
     place(job, chosen.id, preferred ? `replaces ${o.replaces.join(', ')}` : kept !== undefined ? `moved from ${kept}` : (current.get(job.name)?.length ?? 0) > 0 ? 'machine gone' : 'least loaded');
   }
 
