@@ -10,7 +10,7 @@ PACKAGES=(
   debootstrap cloud-image-utils genisoimage dosfstools mtools
   cloud-init ignition
   libvirt-daemon-system libvirt-clients
-  iproute2 e2fsprogs ca-certificates
+  iproute2 e2fsprogs ca-certificates openssl
   socat  # SSH into a cluster's network namespace: ip netns exec NS socat STDIO TCP:127.0.0.1:PORT
 )
 
