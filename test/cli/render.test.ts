@@ -162,3 +162,35 @@ test('AWS: cloud-config over 16 KiB is gzipped; Ignition becomes a verified stub
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('validate detects each kind and runs the right checks', async () => {
+  const dir = tmp();
+  try {
+    const out = path.join(dir, 'out');
+    assert.equal((await cli('render', '--spec', path.join(EXAMPLES, 'three-node.yaml'), '--out', out)).code, 0);
+    // Another cluster's secrets are never mixed in: same directory, different cluster is refused.
+    const mixed = await cli('render', '--spec', path.join(EXAMPLES, 'five-node-ignition.yaml'), '--out', out);
+    assert.equal(mixed.code, 4);
+    assert.match(mixed.stderr, /secrets belong to cluster "demo", not "fleet5"/);
+    assert.equal((await cli('render', '--spec', path.join(EXAMPLES, 'five-node-ignition.yaml'), '--out', path.join(dir, 'out5'))).code, 0);
+    fs.writeFileSync(path.join(dir, 'bad.service'), '[Service]\nExecStart=/bin/true\n[X-Fleet]\nGlobal=yes\nMachineOf=a.service\n');
+    fs.writeFileSync(path.join(dir, 'typo.yaml'), '#cloud-config\npackages_update: true\n');
+    const files = [path.join(EXAMPLES, 'three-node.yaml'), path.join(out, 'core1.user-data'), path.join(out, 'core1.network-config'), path.join(dir, 'out5', 'ctl1.ign'), path.join(EXAMPLES, 'units', 'hello.service')];
+    const ok = await cli('validate', ...files, '--json');
+    assert.equal(ok.code, 0, ok.stdout);
+    const kinds = (JSON.parse(ok.stdout) as Array<{ kind: string; checks: string[] }>).map((r) => [r.kind, r.checks.join('+')]);
+    assert.deepEqual(kinds, [
+      ['cluster-spec', 'flotilla'],
+      ['cloud-config', 'flotilla+cloud-init schema'],
+      ['network-config', 'flotilla'],
+      ['ignition', 'flotilla+ignition-validate'],
+      ['unit', 'flotilla'],
+    ]);
+    const bad = await cli('validate', path.join(dir, 'bad.service'), path.join(dir, 'typo.yaml'));
+    assert.equal(bad.code, 2);
+    assert.match(bad.stdout, /bad\.service:5: X-Fleet\.MachineOf: MachineOf cannot be combined with Global=true/);
+    assert.match(bad.stdout, /typo\.yaml:2:1: packages_update: unknown cloud-config key \(did you mean "package_update"\?\)/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
