@@ -18,6 +18,9 @@ import {
 } from './spec';
 import { parseIPv4Cidr, ipv4ToInt, intToIPv4 } from './net';
 import { checkAuthorizedKey } from './ssh-keys';
+import { nearest } from '../util/suggest';
+
+export { nearest };
 
 type Json = unknown;
 type Obj = Record<string, Json>;
@@ -38,31 +41,6 @@ const FIELDS = {
   snippet: ['format', 'file', 'contents', 'nodes'],
   aws: ['region', 'largeConfigUrl'],
 } as const;
-
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = d[0]!;
-    d[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = d[j]!;
-      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return d[b.length]!;
-}
-
-/** The known name closest to `name`, if it is close enough to be a likely typo. */
-export function nearest(name: string, known: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const k of known) {
-    const dist = editDistance(name, k);
-    if (dist < bestD) [best, bestD] = [k, dist];
-  }
-  return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
-}
 
 export function describe(v: Json): string {
   if (v === null) return 'null';
@@ -345,13 +323,9 @@ export function resolveSpec(input: unknown, opts: ResolveOptions): ResolvedSpec 
     const p = `units[${i}]`;
     if (!c.isObject(raw, p)) return;
     c.keys(raw, p, FIELDS.unit);
-    const file = c.string(raw, 'file', p);
-    let contents = c.string(raw, 'contents', p);
-    if ((file === undefined) === (contents === undefined)) {
-      c.add(p, 'give exactly one of file or contents');
-      return;
-    }
-    if (file !== undefined) contents = readReferenced(c, opts, file, `${p}.file`);
+    const given = fileOrContents(c, opts, raw, p);
+    if (!given) return;
+    const { file, contents } = given;
     const unitName = c.string(raw, 'name', p, { pattern: UNIT_NAME, what: 'unit name (e.g. hello.service)' }) ?? (file !== undefined ? path.basename(file) : undefined);
     if (unitName === undefined) {
       if (raw.name === undefined) c.add(`${p}.name`, 'is required with contents');
@@ -375,13 +349,9 @@ export function resolveSpec(input: unknown, opts: ResolveOptions): ResolvedSpec 
     c.keys(raw, p, FIELDS.snippet);
     const f = c.choice(raw, 'format', p, CONFIG_FORMATS);
     if (raw.format === undefined) c.add(`${p}.format`, `is required (${CONFIG_FORMATS.join(' or ')})`);
-    const file = c.string(raw, 'file', p);
-    let contents = c.string(raw, 'contents', p);
-    if ((file === undefined) === (contents === undefined)) {
-      c.add(p, 'give exactly one of file or contents');
-      return;
-    }
-    if (file !== undefined) contents = readReferenced(c, opts, file, `${p}.file`);
+    const given = fileOrContents(c, opts, raw, p);
+    if (!given) return;
+    const { file, contents } = given;
     const only = c.stringList(raw, 'nodes', p);
     only?.forEach((n, j) => {
       if (!seen.has(n)) c.add(`${p}.nodes[${j}]`, `${JSON.stringify(n)} is not a node name`);
@@ -413,6 +383,17 @@ export function resolveSpec(input: unknown, opts: ResolveOptions): ResolvedSpec 
     templatesDir: templates === undefined ? undefined : path.resolve(opts.baseDir, templates),
     baseDir: opts.baseDir,
   };
+}
+
+/** A `file:` or `contents:` pair (exactly one); the file is read relative to the spec. */
+function fileOrContents(c: Checker, opts: ResolveOptions, raw: Obj, p: string): { file: string | undefined; contents: string | undefined } | undefined {
+  const file = c.string(raw, 'file', p);
+  const contents = c.string(raw, 'contents', p);
+  if ((file === undefined) === (contents === undefined)) {
+    c.add(p, 'give exactly one of file or contents');
+    return undefined;
+  }
+  return { file, contents: file !== undefined ? readReferenced(c, opts, file, `${p}.file`) : contents };
 }
 
 function readReferenced(c: Checker, opts: ResolveOptions, file: string, p: string): string | undefined {

@@ -8,6 +8,7 @@
  */
 import { FlotillaError, throwIfProblems, type Problem } from '../errors';
 import { renameUnit, splitWords, unitNameInfo, type UnitFile, type UnitNameInfo } from './unit-file';
+import { nearest } from '../util/suggest';
 
 export const XFLEET_SECTION = 'X-Fleet';
 
@@ -262,32 +263,9 @@ export function parseBoolean(value: string): boolean | undefined {
   return undefined;
 }
 
-function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0]!;
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const up = prev[j]!;
-      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = up;
-    }
-  }
-  return prev[b.length]!;
-}
-
 /** The known key closest to `key`, if it is close enough to be a likely typo. */
 function suggestKey(key: string): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const known of Object.keys(KEY_ALIASES)) {
-    const d = known.toLowerCase() === key.toLowerCase() ? 0 : editDistance(key.toLowerCase(), known.toLowerCase());
-    if (d < bestDistance) {
-      best = known;
-      bestDistance = d;
-    }
-  }
-  return best !== undefined && bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+  return nearest(key, Object.keys(KEY_ALIASES));
 }
 
 /**
