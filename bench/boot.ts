@@ -31,6 +31,7 @@ const { values } = parseArgs({
     analyze: { type: 'boolean', default: false },
     append: { type: 'string' },
     keep: { type: 'boolean', default: false },
+    verbose: { type: 'boolean', default: false },
   },
 });
 
@@ -70,7 +71,17 @@ async function waitDone(cluster: LocalCluster, node: LocalNode, auth: SshAuth): 
     }
     let analyze: string | undefined;
     if (values.analyze) {
-      const a = await sshExec(client, 'systemd-analyze time; systemd-analyze blame --no-pager | head -n 15; systemd-analyze critical-chain --no-pager | head -n 25', 120_000);
+      const a = await sshExec(
+        client,
+        [
+          'systemd-analyze time',
+          // Guest CPU: total, PID 1 (with generators), services; then the costliest services.
+          `echo "guest cpu (s): total $(awk '/^cpu /{printf "%.1f", ($2+$3+$4+$7+$8)/100}' /proc/stat), pid1 $(awk '/usage_usec/{printf "%.1f", $2/1e6}' /sys/fs/cgroup/init.scope/cpu.stat), services $(awk '/usage_usec/{printf "%.1f", $2/1e6}' /sys/fs/cgroup/system.slice/cpu.stat)"`,
+          `for u in $(systemctl list-units --all --no-legend --plain --type=service | awk '{print $1}'); do v=$(systemctl show -p CPUUsageNSec --value "$u"); case "$v" in ''|*'not set'*) ;; *) echo "$((v/1000000)) ms $u";; esac; done | sort -rn | head -n 12`,
+          'systemd-analyze critical-chain --no-pager | tail -n +3 | head -n 12',
+        ].join('; '),
+        120_000,
+      );
       analyze = a.stdout;
     }
     return { done, ...(cpu !== undefined ? { cpu } : {}), status, ...(analyze ? { analyze } : {}) };
@@ -107,7 +118,7 @@ async function run(n: number, auth: SshAuth, publicKey: string): Promise<void> {
   try {
     const results = await Promise.all(
       cluster.nodes.map(async (node): Promise<NodeResult> => {
-        const ssh = await waitNodeSsh(cluster, node, auth, TIMEOUT_MS);
+        const ssh = await waitNodeSsh(cluster, node, auth, TIMEOUT_MS, values.verbose ? (n, e) => console.log(`  ${node.name} ssh attempt ${n} failed at ${((Date.now() - node.launchedAt) / 1000).toFixed(1)} s: ${e}`) : undefined);
         const cpuAtSsh = nodeCpuSeconds(node);
         const d = await waitDone(cluster, node, auth);
         return { node: node.name, ssh, done: d.done, ...(cpuAtSsh !== undefined ? { cpuAtSsh } : {}), ...(d.cpu !== undefined ? { cpuAtDone: d.cpu } : {}), status: d.status, ...(d.analyze ? { analyze: d.analyze } : {}) };

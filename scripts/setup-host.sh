@@ -12,6 +12,7 @@ PACKAGES=(
   libvirt-daemon-system libvirt-clients
   iproute2 e2fsprogs ca-certificates openssl
   socat  # SSH into a cluster's network namespace: ip netns exec NS socat STDIO TCP:127.0.0.1:PORT
+  xz-utils  # node image: the kernel's vmlinux is unpacked from Debian's bzImage for PVH boot
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -88,7 +88,9 @@ export async function startCluster(opts: StartClusterOptions): Promise<LocalClus
         memoryMiB: opts.memoryMiB ?? n.memoryMiB,
         kernel: image.kernel,
         initrd: image.initrd,
-        cmdline: [image.cmdline, ...(opts.extraCmdline ?? [])].join(' '),
+        // Ignition nodes: cloud-init must not run (it would find no seed, fall back to its None
+        // datasource and replace the host key Ignition wrote).
+        cmdline: [image.cmdline, ...(r.format === 'ignition' ? ['cloud-init=disabled'] : []), ...(opts.extraCmdline ?? [])].join(' '),
         disk,
         firstBoot,
         network: { primaryMac: n.primaryMac, sshPort, cluster: { mac: n.clusterMac, ...mcast } },
@@ -131,10 +133,17 @@ export async function destroyCluster(name: string, opts: { keepFiles?: boolean }
 }
 
 /** Waits for one node's SSH (pinned host key, a real command) and returns seconds since its launch. */
-export async function waitNodeSsh(cluster: LocalCluster, node: LocalNode, auth: SshAuth, timeoutMs: number): Promise<number> {
+export async function waitNodeSsh(
+  cluster: LocalCluster,
+  node: LocalNode,
+  auth: SshAuth,
+  timeoutMs: number,
+  onAttempt?: (attempt: number, error: string) => void,
+): Promise<number> {
   await waitForSsh('127.0.0.1', node.sshPort, node.hostPublicKey, node.launchedAt + timeoutMs, {
     auth,
     netns: cluster.netns,
+    ...(onAttempt ? { onAttempt } : {}),
     abort: () => (runningPid(node.pidFile) === undefined ? `QEMU for ${node.name} is not running (see ${node.consoleLog})` : undefined),
   });
   return (Date.now() - node.launchedAt) / 1000;

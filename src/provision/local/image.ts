@@ -6,10 +6,10 @@
  * Built in two cached layers, each in a temporary directory renamed into place when complete
  * (a half-built layer is never used; a failed step names its log):
  *
- *   <state>/cache/base/<base-hash>/   rootfs/, vmlinuz, initrd.img, base.json
+ *   <state>/cache/base/<base-hash>/   rootfs/, vmlinux, initrd.img, base.json
  *       debootstrap, security updates, kernel modules subset, configuration and trimming, initrd.
  *       Keyed by the base recipe (packages, kernel package and modules, files, scripts).
- *   <state>/images/<hash>/            disk.qcow2, vmlinuz, initrd.img, image.json, logs/
+ *   <state>/images/<hash>/            disk.qcow2, vmlinux, initrd.img, image.json, logs/
  *       the base plus the agent bundle, as an ext4 filesystem in qcow2 (VMs use overlays on it).
  *       Keyed by the base hash, the bundle hash and the disk layout.
  *
@@ -23,6 +23,7 @@ import { FlotillaError } from '../../errors';
 import { AGENT_BIN, bundleAgent, installAgent, type AgentBundle } from './bundle';
 import { cpioNewc, type CpioEntry } from './cpio';
 import { haveTool, removeTree, runTool } from './exec';
+import { extractVmlinux } from './kernel';
 import { baseRecipeHash, defaultRecipe, recipeHash, type BaseRecipe, type ImageRecipe } from './recipe';
 import { debCacheDir, imagesDir, stateDir } from './state';
 
@@ -140,7 +141,7 @@ export function getImage(id: string): ImageInfo | undefined {
   const info = readJson<ImageInfo>(path.join(dir, IMAGE_JSON));
   if (!info || !fs.existsSync(path.join(dir, 'disk.qcow2'))) return undefined;
   // The directory may have been moved with the state directory: paths follow it.
-  return { ...info, dir, disk: path.join(dir, 'disk.qcow2'), kernel: path.join(dir, 'vmlinuz'), initrd: path.join(dir, 'initrd.img') };
+  return { ...info, dir, disk: path.join(dir, 'disk.qcow2'), kernel: path.join(dir, 'vmlinux'), initrd: path.join(dir, 'initrd.img') };
 }
 
 /** Every complete image in the cache, newest first. */
@@ -321,7 +322,7 @@ async function buildBase(base: BaseRecipe, id: string, opts: BuildOptions, progr
   fs.mkdirSync(tmp, { recursive: true });
   const t0 = performance.now();
   try {
-    for (const tool of ['debootstrap', 'chroot', 'dpkg-deb', 'mkfs.ext4', 'qemu-img']) {
+    for (const tool of ['debootstrap', 'chroot', 'dpkg-deb', 'mkfs.ext4', 'qemu-img', 'xz']) {
       if (!haveTool(tool)) throw new FlotillaError('missing-tool', `${tool} is not installed (run scripts/setup-host.sh)`);
     }
     await steps.run('debootstrap', (log) =>
@@ -390,7 +391,8 @@ async function buildBase(base: BaseRecipe, id: string, opts: BuildOptions, progr
         if (fs.existsSync(path.join(src, f))) fs.copyFileSync(path.join(src, f), path.join(dest, f));
       }
       await chroot(rootfs, ['depmod', kv], log);
-      fs.copyFileSync(path.join(kx, 'boot', `vmlinuz-${kv}`), path.join(tmp, 'vmlinuz'));
+      // The guest would spend ~4 s of emulated CPU decompressing the bzImage: keep the ELF (PVH boot).
+      await extractVmlinux(path.join(kx, 'boot', `vmlinuz-${kv}`), path.join(tmp, 'vmlinux'), log);
       fs.copyFileSync(path.join(kx, 'boot', `config-${kv}`), path.join(tmp, 'kernel.config'));
       removeTree(kx);
       fs.appendFileSync(log, `kernel ${kv}: ${wanted.length} modules: ${wanted.map(moduleName).join(' ')}\n`);
@@ -459,10 +461,19 @@ async function buildBase(base: BaseRecipe, id: string, opts: BuildOptions, progr
   }
 }
 
+/** Hard link (same filesystem: no copy of a 60 MB kernel), else copy. Both files are read-only in use. */
+function linkOrCopy(src: string, dest: string): void {
+  try {
+    fs.linkSync(src, dest);
+  } catch {
+    fs.copyFileSync(src, dest);
+  }
+}
+
 function getBase(id: string): BaseInfo | undefined {
   const dir = path.join(baseCacheDir(), id);
   const info = readJson<BaseInfo>(path.join(dir, BASE_JSON));
-  if (!info || !fs.existsSync(path.join(dir, 'rootfs')) || !fs.existsSync(path.join(dir, 'vmlinuz'))) return undefined;
+  if (!info || !fs.existsSync(path.join(dir, 'rootfs')) || !fs.existsSync(path.join(dir, 'vmlinux'))) return undefined;
   return { ...info, dir };
 }
 
@@ -547,14 +558,13 @@ async function buildImageLayer(recipe: ImageRecipe, id: string, base: BaseInfo, 
       const raw = path.join(tmp, 'disk.raw');
       await runTool('qemu-img', ['convert', '-O', 'qcow2', raw, path.join(tmp, 'disk.qcow2')], { logFile: log, timeoutMs: 20 * 60_000 });
       fs.rmSync(raw);
-      fs.copyFileSync(path.join(base.dir, 'vmlinuz'), path.join(tmp, 'vmlinuz'));
-      fs.copyFileSync(path.join(base.dir, 'initrd.img'), path.join(tmp, 'initrd.img'));
+      for (const f of ['vmlinux', 'initrd.img']) linkOrCopy(path.join(base.dir, f), path.join(tmp, f));
     });
     const info: ImageInfo = {
       id,
       dir: path.join(root, id),
       disk: path.join(root, id, 'disk.qcow2'),
-      kernel: path.join(root, id, 'vmlinuz'),
+      kernel: path.join(root, id, 'vmlinux'),
       initrd: path.join(root, id, 'initrd.img'),
       cmdline: recipe.base.kernel.cmdline,
       kernelVersion: base.kernelVersion,
@@ -568,7 +578,7 @@ async function buildImageLayer(recipe: ImageRecipe, id: string, base: BaseInfo, 
         diskBytes: fs.statSync(path.join(tmp, 'disk.qcow2')).size,
         virtualBytes: recipe.diskGiB * 1024 ** 3,
         rootfsBytes,
-        kernelBytes: fs.statSync(path.join(tmp, 'vmlinuz')).size,
+        kernelBytes: fs.statSync(path.join(tmp, 'vmlinux')).size,
         initrdBytes: fs.statSync(path.join(tmp, 'initrd.img')).size,
       },
     };

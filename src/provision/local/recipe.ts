@@ -6,8 +6,8 @@
 import { createHash } from 'node:crypto';
 import { AGENT_ROOT } from './bundle';
 
-/** Bump when the build procedure changes in a way the recipe data does not show. */
-export const BUILDER_VERSION = 1;
+/** Bump when the build procedure changes in a way the recipe data does not show (2: PVH vmlinux). */
+export const BUILDER_VERSION = 2;
 
 export interface BakedFile {
   contents: string;
@@ -221,10 +221,27 @@ Conflicts=shutdown.target
 Type=oneshot
 RemainAfterExit=yes
 Environment=SYSTEMCTL_SKIP_SYSV=1
+# Debian's Ignition ends its files stage with an SELinux relabel (setfiles); this node has no
+# SELinux, so a no-op setfiles is found first on this unit's PATH only.
+Environment=PATH=${AGENT_ROOT}/ignition-bin:/usr/sbin:/usr/bin:/sbin:/bin
+StandardOutput=journal+console
 ExecStart=${AGENT_ROOT}/ignition-firstboot
 
 [Install]
 WantedBy=sysinit.target
+`;
+
+/** Stands in for setfiles(8) in Ignition's relabel step: there is no SELinux policy to apply. */
+export const NOOP_SETFILES = `#!/bin/sh
+# Flotilla node image: no SELinux. Ignition passes the paths to relabel on stdin; drain them.
+cat >/dev/null
+exit 0
+`;
+
+/** Ignition (Debian's build) reads SELINUXTYPE from here before relabelling; SELinux stays disabled. */
+export const SELINUX_CONFIG = `# Flotilla node image: SELinux is not used. Present only because Debian's Ignition reads it.
+SELINUX=disabled
+SELINUXTYPE=none
 `;
 
 /** First boot (empty /etc/machine-id) runs `systemctl preset-all`: these files make it keep the image's choices. */
@@ -339,6 +356,8 @@ export function defaultBaseRecipe(): BaseRecipe {
       '/etc/cloud/cloud.cfg.d/99_flotilla.cfg': { contents: CLOUD_CFG, mode: 0o644 },
       '/etc/systemd/system/flotilla-ignition.service': { contents: IGNITION_UNIT, mode: 0o644 },
       [`${AGENT_ROOT}/ignition-firstboot`]: { contents: IGNITION_FIRSTBOOT, mode: 0o755 },
+      [`${AGENT_ROOT}/ignition-bin/setfiles`]: { contents: NOOP_SETFILES, mode: 0o755 },
+      '/etc/selinux/config': { contents: SELINUX_CONFIG, mode: 0o644 },
       '/etc/systemd/system-preset/00-flotilla.preset': { contents: PRESET_FLOTILLA, mode: 0o644 },
       '/etc/systemd/system-preset/99-flotilla-default.preset': { contents: PRESET_DEFAULT, mode: 0o644 },
       '/etc/systemd/journald.conf.d/10-flotilla.conf': { contents: JOURNALD_CONF, mode: 0o644 },

@@ -71,8 +71,13 @@ export function openTransport(ep: SshEndpoint): Duplex {
   return duplex;
 }
 
-/** Connects and authenticates; the handshake fails unless the server presents `hostPublicKey`. */
-export function sshConnect(ep: SshEndpoint, hostPublicKey: string, auth: SshAuth, timeoutMs = 20_000): Promise<Client> {
+/**
+ * Connects and authenticates; the handshake fails unless the server presents `hostPublicKey`.
+ * `handshakeTimeoutMs` bounds the wait for key exchange alone: QEMU's user-mode forward accepts
+ * a connection before the guest listens and may hold it while its SYNs to the guest go
+ * unanswered, so a connection without a handshake is given up early and retried.
+ */
+export function sshConnect(ep: SshEndpoint, hostPublicKey: string, auth: SshAuth, timeoutMs = 20_000, handshakeTimeoutMs = Math.min(timeoutMs, 10_000)): Promise<Client> {
   const expected = hostKeyBlob(hostPublicKey);
   return new Promise((resolve, reject) => {
     const client = new Client();
@@ -84,6 +89,7 @@ export function sshConnect(ep: SshEndpoint, hostPublicKey: string, auth: SshAuth
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      clearTimeout(handshakeTimer);
       if (err) {
         client.end();
         sock.destroy();
@@ -91,6 +97,8 @@ export function sshConnect(ep: SshEndpoint, hostPublicKey: string, auth: SshAuth
       } else resolve(client);
     };
     const timer = setTimeout(() => finish(new FlotillaError('timeout', `ssh ${describe(ep)}: no session within ${timeoutMs} ms`)), timeoutMs);
+    const handshakeTimer = setTimeout(() => finish(new FlotillaError('timeout', `ssh ${describe(ep)}: no SSH handshake within ${handshakeTimeoutMs} ms`)), handshakeTimeoutMs);
+    client.once('handshake', () => clearTimeout(handshakeTimer));
     client.once('ready', () => finish());
     // ssh2 can emit more than one error (e.g. a lost connection after a failed handshake): keep listening.
     client.on('error', (err) => finish(err));
@@ -163,6 +171,8 @@ export interface WaitForSshOptions {
   intervalMs?: number;
   /** The command whose success means ready. Default `true`. */
   command?: string;
+  /** How long one attempt may wait for the key exchange before retrying (default 6 s). */
+  handshakeTimeoutMs?: number;
   /** Called before each retry with the reason the last attempt failed. */
   onAttempt?: (attempt: number, error: string) => void;
   /** Checked between attempts: give up early (e.g. QEMU exited). Return a reason to stop. */
@@ -184,7 +194,14 @@ export async function waitForSsh(host: string, port: number, hostPublicKey: stri
     const left = deadline - Date.now();
     if (left <= 0) throw new FlotillaError('timeout', `ssh ${describe(ep)} not ready by the deadline after ${attempt - 1} attempts; last error: ${last}`);
     try {
-      const res = await sshRun(ep, hostPublicKey, opts.auth, command, Math.max(1000, Math.min(left, 30_000)));
+      const budget = Math.max(1000, Math.min(left, 30_000));
+      const client = await sshConnect(ep, hostPublicKey, opts.auth, budget, Math.min(budget, opts.handshakeTimeoutMs ?? 6000));
+      let res: ExecResult;
+      try {
+        res = await sshExec(client, command, budget);
+      } finally {
+        client.end();
+      }
       if (res.code === 0) return { attempts: attempt };
       last = `\`${command}\` exited ${res.code}: ${res.stderr.trim().slice(0, 200)}`;
     } catch (err) {
