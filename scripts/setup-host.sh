@@ -13,6 +13,7 @@ PACKAGES=(
   iproute2 e2fsprogs ca-certificates openssl
   socat  # SSH into a cluster's network namespace: ip netns exec NS socat STDIO TCP:127.0.0.1:PORT
   xz-utils  # node image: the kernel's vmlinux is unpacked from Debian's bzImage for PVH boot
+  procps  # pgrep: the libvirt tests check that no QEMU of a deleted domain is left
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -46,6 +47,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
   echo "setup-host: all ${#PACKAGES[@]} packages present"
+fi
+
+# libvirt runs QEMU as libvirt-qemu (group kvm). Without udev (containers) /dev/kvm stays
+# root:root 0600, and libvirt's QEMU capability cache never validates ("KVM was enabled when
+# probing, but it is not available now"), so every virsh define/start re-probes QEMU (5-50 s).
+# Debian's udev rule makes it root:kvm 0660; do the same. Whether KVM is *used* is still decided
+# by Flotilla's boot probe (src/provision/local/accel.ts).
+if [ -c /dev/kvm ] && getent group kvm >/dev/null 2>&1; then
+  chgrp kvm /dev/kvm
+  chmod 0660 /dev/kvm
 fi
 
 # Node.js dependencies from the lockfile.

@@ -195,8 +195,14 @@ async function createVolumeFromFile(pool: string, name: string, file: string, op
  * Creates the node's pool and volumes (overlay + first-boot medium), defines and starts the
  * domain. If any step fails, everything created so far is removed again.
  */
-export async function defineAndStart(desc: LibvirtNodeDesc): Promise<LibvirtNodeInfo> {
+export async function defineAndStart(desc: LibvirtNodeDesc, progress: (step: string, seconds: number) => void = () => undefined): Promise<LibvirtNodeInfo> {
   const opts: VirshOptions = { uri: desc.uri ?? DEFAULT_URI };
+  let t = Date.now();
+  const step = (name: string): void => {
+    const now = Date.now();
+    progress(name, (now - t) / 1000);
+    t = now;
+  };
   const name = domainName(desc.cluster, desc.node);
   if (desc.firstBoot.node !== desc.node) throw new FlotillaError('invalid-input', `first-boot documents are for node ${desc.firstBoot.node}, not ${desc.node}`);
   if ((await domainState(name, opts)) !== undefined) {
@@ -205,6 +211,7 @@ export async function defineAndStart(desc: LibvirtNodeDesc): Promise<LibvirtNode
   const pool = poolName(desc.cluster, desc.node);
   if (await poolExists(pool, opts)) throw new FlotillaError('conflict', `libvirt storage pool ${pool} already exists without its domain; remove it first`);
   await checkPorts(desc);
+  step('checks');
   const dir = nodeDir(desc.cluster, desc.node, desc.stateDir);
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o711 });
@@ -213,6 +220,7 @@ export async function defineAndStart(desc: LibvirtNodeDesc): Promise<LibvirtNode
     await virshWithXml('pool-define', [], serializeXml(poolXml(pool, volDir)), [], opts);
     await virsh(['pool-build', pool], opts);
     await virsh(['pool-start', pool], opts);
+    step('pool');
     await virshWithXml(
       'vol-create',
       [pool],
@@ -220,6 +228,7 @@ export async function defineAndStart(desc: LibvirtNodeDesc): Promise<LibvirtNode
       [],
       opts,
     );
+    step('overlay volume');
     const stage = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-firstboot-'));
     let ignitionPath: string | undefined;
     try {
@@ -229,12 +238,15 @@ export async function defineAndStart(desc: LibvirtNodeDesc): Promise<LibvirtNode
     } finally {
       fs.rmSync(stage, { recursive: true, force: true });
     }
+    step('first-boot volume');
     const consoleLog = path.join(dir, 'console.log');
     fs.rmSync(consoleLog, { force: true });
     const d = describeDomain(desc, volumesFor(desc, ignitionPath));
     await virshWithXml('define', [], serializeXml(domainXml(d)), [], opts);
+    step('define');
     const startedAt = Date.now();
     await virsh(['start', name], opts);
+    step('start');
     return { ...infoFor(desc, d), state: (await domainState(name, opts)) ?? 'unknown', startedAt };
   } catch (err) {
     await destroy(desc.cluster, desc.node, { uri: opts.uri, stateDir: desc.stateDir }).catch(() => undefined);
