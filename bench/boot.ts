@@ -18,7 +18,7 @@ import { renderCluster } from '../src/config/render';
 import { ensureSecrets } from '../src/config/secrets';
 import type { ConfigFormat } from '../src/config/spec';
 import { probeAccelerator } from '../src/provision/local/accel';
-import { destroyCluster, nodeCpuSeconds, startCluster, waitNodeSsh, type LocalCluster, type LocalNode } from '../src/provision/local/cluster';
+import { consoleMarkers, destroyCluster, nodeCpuSeconds, startCluster, waitNodeSsh, type LocalCluster, type LocalNode } from '../src/provision/local/cluster';
 import { ensureImage } from '../src/provision/local/image';
 import { sshConnect, sshExec, type SshAuth } from '../src/provision/local/ssh';
 
@@ -52,6 +52,7 @@ interface NodeResult {
   status: string;
   analyze?: string;
   ping?: string;
+  markers: string;
 }
 
 /** Waits in the guest (one SSH session, no repeated handshakes) for first-boot configuration to finish. */
@@ -121,7 +122,9 @@ async function run(n: number, auth: SshAuth, publicKey: string): Promise<void> {
         const ssh = await waitNodeSsh(cluster, node, auth, TIMEOUT_MS, values.verbose ? (n, e) => console.log(`  ${node.name} ssh attempt ${n} failed at ${((Date.now() - node.launchedAt) / 1000).toFixed(1)} s: ${e}`) : undefined);
         const cpuAtSsh = nodeCpuSeconds(node);
         const d = await waitDone(cluster, node, auth);
-        return { node: node.name, ssh, done: d.done, ...(cpuAtSsh !== undefined ? { cpuAtSsh } : {}), ...(d.cpu !== undefined ? { cpuAtDone: d.cpu } : {}), status: d.status, ...(d.analyze ? { analyze: d.analyze } : {}) };
+        const m = consoleMarkers(node.consoleLog);
+        const markers = `guest uptime at console markers: ssh ${fmt(m.ssh)} s, first-boot ${fmt(m['first-boot'])} s`;
+        return { node: node.name, markers, ssh, done: d.done, ...(cpuAtSsh !== undefined ? { cpuAtSsh } : {}), ...(d.cpu !== undefined ? { cpuAtDone: d.cpu } : {}), status: d.status, ...(d.analyze ? { analyze: d.analyze } : {}) };
       }),
     );
     if (n > 1) {
@@ -142,6 +145,7 @@ async function run(n: number, auth: SshAuth, publicKey: string): Promise<void> {
     console.log('  node     ssh(s)  done(s)  cpu@ssh  cpu@done  status');
     for (const r of results) console.log(`  ${r.node.padEnd(8)} ${fmt(r.ssh).padStart(6)}  ${fmt(r.done).padStart(7)}  ${fmt(r.cpuAtSsh).padStart(7)}  ${fmt(r.cpuAtDone).padStart(8)}  ${r.status}`);
     console.log(`  all done ${all} s after launch; max ssh ${fmt(Math.max(...results.map((r) => r.ssh)))} s, max done ${fmt(Math.max(...results.map((r) => r.done)))} s`);
+    for (const r of results) console.log(`  ${r.node}: ${r.markers}`);
     for (const r of results) if (r.ping) console.log(`  ${r.node} -> cluster network: ${r.ping}`);
     for (const r of results) if (r.analyze) console.log(`  --- ${r.node}\n${r.analyze.replace(/^/gm, '    ')}`);
   } finally {

@@ -10,6 +10,7 @@ import { FlotillaError } from '../../errors';
 import type { RenderedNode } from '../../config/render';
 import type { ResolvedSpec } from '../../config/spec';
 import type { ImageInfo } from './image';
+import { CONSOLE_MARKER } from './recipe';
 import { clusterMulticast, clusterNamespace, type Accelerator, type QemuNodeDesc } from './qemu-args';
 import { cpuSeconds, createNamespace, createOverlay, deleteNamespace, launchNode, runningPid, stopNode, writeFirstBoot } from './qemu';
 import { clustersDir } from './state';
@@ -117,7 +118,8 @@ export async function destroyCluster(name: string, opts: { keepFiles?: boolean }
   const stopped: string[] = [];
   let entries: string[] = [];
   try {
-    entries = fs.readdirSync(dir);
+    // Node directories only: the cluster directory also holds its record, keys and secrets.
+    entries = fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory() && e.name !== 'ssh').map((e) => e.name);
   } catch {
     /* nothing on disk */
   }
@@ -143,10 +145,29 @@ export async function waitNodeSsh(
   await waitForSsh('127.0.0.1', node.sshPort, node.hostPublicKey, node.launchedAt + timeoutMs, {
     auth,
     netns: cluster.netns,
+    // The image reports on its console when sshd listens and the uplink has its address.
+    readyHint: () => consoleMarkers(node.consoleLog).ssh !== undefined,
     ...(onAttempt ? { onAttempt } : {}),
     abort: () => (runningPid(node.pidFile) === undefined ? `QEMU for ${node.name} is not running (see ${node.consoleLog})` : undefined),
   });
   return (Date.now() - node.launchedAt) / 1000;
+}
+
+/**
+ * The progress markers a node has written to its serial console so far, each with the guest's
+ * uptime when it was written: `ssh` (sshd listens, uplink configured) and `first-boot` (cloud-init's
+ * final stage or the Ignition unit finished).
+ */
+export function consoleMarkers(consoleLog: string): Partial<Record<'ssh' | 'first-boot', number>> {
+  let text: string;
+  try {
+    text = fs.readFileSync(consoleLog, 'latin1');
+  } catch {
+    return {};
+  }
+  const out: Partial<Record<'ssh' | 'first-boot', number>> = {};
+  for (const m of text.matchAll(new RegExp(`${CONSOLE_MARKER} (ssh|first-boot) ([0-9.]+)`, 'g'))) out[m[1] as 'ssh' | 'first-boot'] = Number(m[2]);
+  return out;
 }
 
 export function nodeCpuSeconds(node: LocalNode): number | undefined {

@@ -486,9 +486,11 @@ export async function buildImage(opts: BuildOptions = {}, progress: ProgressFn =
   return buildOrReuse(opts, progress, false);
 }
 
-async function buildOrReuse(opts: BuildOptions, progress: ProgressFn, reuse: boolean): Promise<ImageInfo> {
-  const t0 = performance.now();
-  const { recipe, bundle, bundleStep } = await resolveRecipe(opts, progress);
+type Resolved = { recipe: ImageRecipe; bundle: AgentBundle; bundleStep?: StepTiming };
+
+async function buildOrReuse(opts: BuildOptions, progress: ProgressFn, reuse: boolean, resolved?: Resolved): Promise<ImageInfo> {
+  const t0 = performance.now() - (resolved?.bundleStep?.seconds ?? 0) * 1000;
+  const { recipe, bundle, bundleStep } = resolved ?? (await resolveRecipe(opts, progress));
   const id = recipeHash(recipe);
   const baseId = baseRecipeHash(recipe.base);
   return withLock(path.join(imagesDir(), `.lock-${id}`), `image ${id.slice(0, 12)}`, progress, async () => {
@@ -513,7 +515,7 @@ async function buildOrReuse(opts: BuildOptions, progress: ProgressFn, reuse: boo
   });
 }
 
-async function resolveRecipe(opts: BuildOptions, progress: ProgressFn): Promise<{ recipe: ImageRecipe; bundle: AgentBundle; bundleStep?: StepTiming }> {
+async function resolveRecipe(opts: BuildOptions, progress: ProgressFn): Promise<Resolved> {
   let bundle = opts.bundle;
   let bundleStep: StepTiming | undefined;
   if (!bundle) {
@@ -606,16 +608,145 @@ async function buildImageLayer(recipe: ImageRecipe, id: string, base: BaseInfo, 
   }
 }
 
+export interface PruneResult {
+  removedImages: string[];
+  removedBases: string[];
+  /** Images kept because a disk overlay or a running process uses them. */
+  inUse: string[];
+}
+
+/** The backing file named in a qcow2 header, if any. */
+function qcow2BackingFile(file: string): string | undefined {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(file, 'r');
+    const head = Buffer.alloc(20);
+    if (fs.readSync(fd, head, 0, 20, 0) < 20 || head.readUInt32BE(0) !== 0x514649fb) return undefined;
+    const off = Number(head.readBigUInt64BE(8));
+    const len = head.readUInt32BE(16);
+    if (off === 0 || len === 0 || len > 4096) return undefined;
+    const name = Buffer.alloc(len);
+    fs.readSync(fd, name, 0, len, off);
+    return path.resolve(path.dirname(file), name.toString('utf8'));
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+/** Image ids referenced by qcow2 overlays anywhere in the state directory, or held open by any process. */
+function imagesInUse(): Set<string> {
+  const root = imagesDir();
+  const ids = new Set<string>();
+  const note = (p: string): void => {
+    const rel = path.relative(root, p);
+    const id = rel.split(path.sep)[0];
+    if (id && !rel.startsWith('..') && /^[0-9a-f]{64}$/.test(id)) ids.add(id);
+  };
+  const walk = (dir: string, depth: number): void => {
+    if (depth > 6) return;
+    let entries: fs.Dirent[] = [];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory() && p !== root && p !== path.join(stateDir(), 'cache')) walk(p, depth + 1);
+      else if (e.isFile() && e.name.endsWith('.qcow2')) {
+        const b = qcow2BackingFile(p);
+        if (b) note(b);
+      }
+    }
+  };
+  walk(stateDir(), 0);
+  let pids: string[] = [];
+  try {
+    pids = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    /* no /proc */
+  }
+  for (const pid of pids) {
+    let fds: string[] = [];
+    try {
+      fds = fs.readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        note(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+  }
+  return ids;
+}
+
+/**
+ * Removes cached images and base layers nothing needs: keeps the newest `keepImages` images,
+ * every image a disk overlay in the state directory is backed by or a process holds open, the
+ * bases of kept images and the newest base. Every source change makes a new ~400 MB image, so
+ * ensureImage calls this after each build.
+ */
+export function pruneCache(opts: { keepImages?: number } = {}): PruneResult {
+  const images = listImages();
+  const inUse = imagesInUse();
+  const locked = (dir: string, id: string): boolean => fs.existsSync(path.join(dir, `.lock-${id}`));
+  const keep = new Set(images.slice(0, opts.keepImages ?? 2).map((i) => i.id));
+  for (const id of inUse) keep.add(id);
+  const removedImages: string[] = [];
+  for (const img of images) {
+    if (keep.has(img.id) || locked(imagesDir(), img.id)) continue;
+    if (removeImage(img.id)) removedImages.push(img.id);
+  }
+  const keptBases = new Set(images.filter((i) => keep.has(i.id)).map((i) => i.baseId));
+  const bases: BaseInfo[] = [];
+  try {
+    for (const n of fs.readdirSync(baseCacheDir())) {
+      // Any complete base layer, also those of older builder versions that getBase no longer accepts.
+      const b = /^[0-9a-f]{64}$/.test(n) ? readJson<BaseInfo>(path.join(baseCacheDir(), n, BASE_JSON)) : undefined;
+      if (b) bases.push({ ...b, id: n, dir: path.join(baseCacheDir(), n) });
+    }
+  } catch {
+    /* no cache yet */
+  }
+  bases.sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
+  if (bases[0]) keptBases.add(bases[0].id);
+  const removedBases: string[] = [];
+  for (const b of bases) {
+    if (keptBases.has(b.id) || locked(baseCacheDir(), b.id)) continue;
+    const trash = path.join(baseCacheDir(), `.remove-${b.id.slice(0, 16)}-${randomBytes(3).toString('hex')}`);
+    fs.renameSync(b.dir, trash);
+    removeTree(trash);
+    removedBases.push(b.id);
+  }
+  return { removedImages, removedBases, inUse: [...inUse].filter((id) => images.some((i) => i.id === id)) };
+}
+
 /**
  * The image for the current recipe and agent bundle: from the cache, or built now (minutes
- * the first time; progress reports each step).
+ * the first time; progress reports each step). After a build, unused older images are pruned.
  */
 export async function ensureImage(opts: BuildOptions = {}, progress: ProgressFn = () => undefined): Promise<ImageInfo> {
-  const { recipe, bundle } = await resolveRecipe(opts, progress);
+  const resolved = await resolveRecipe(opts, progress);
+  const { recipe } = resolved;
   const cached = getImage(recipeHash(recipe));
   if (cached) {
     progress({ step: 'image', phase: 'cached', detail: cached.id.slice(0, 12) });
     return cached;
   }
-  return buildOrReuse({ ...opts, recipe, bundle }, progress, true);
+  const img = await buildOrReuse(opts, progress, true, resolved);
+  try {
+    const pruned = pruneCache();
+    if (pruned.removedImages.length + pruned.removedBases.length > 0) {
+      progress({ step: 'prune', phase: 'done', detail: `removed ${pruned.removedImages.length} old image(s), ${pruned.removedBases.length} old base(s)` });
+    }
+  } catch (err) {
+    progress({ step: 'prune', phase: 'done', detail: `pruning the image cache failed: ${(err as Error).message}` });
+  }
+  return img;
 }

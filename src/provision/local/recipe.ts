@@ -6,6 +6,9 @@
 import { createHash } from 'node:crypto';
 import { AGENT_ROOT } from './bundle';
 
+/** Prefix of the progress lines the image writes to the serial console (see READY_UNIT). */
+export const CONSOLE_MARKER = 'FLOTILLA-READY';
+
 /** Bump when the build procedure changes in a way the recipe data does not show (2: PVH vmlinux). */
 export const BUILDER_VERSION = 2;
 
@@ -205,6 +208,7 @@ if [ -f "$preset" ]; then
 fi
 mkdir -p /var/lib/flotilla
 touch /var/lib/flotilla/ignition.done
+echo "${CONSOLE_MARKER} first-boot $(cut -d" " -f1 /proc/uptime)" > /dev/ttyS0 || true
 `;
 
 export const IGNITION_UNIT = `[Unit]
@@ -231,6 +235,32 @@ ExecStart=${AGENT_ROOT}/ignition-firstboot
 WantedBy=sysinit.target
 `;
 
+/**
+ * Progress markers on the serial console (which QEMU writes to the node's console.log): the
+ * host then knows when an SSH attempt can succeed instead of polling through QEMU's forward,
+ * which accepts connections long before the guest can answer them.
+ */
+export const READY_UNIT = `[Unit]
+Description=Report on the serial console that SSH is reachable (Flotilla)
+After=ssh.service systemd-networkd.service
+Wants=ssh.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+# Reachable means sshd listens and the uplink has its (DHCP) address.
+ExecStartPre=-/lib/systemd/systemd-networkd-wait-online --interface=eth0:routable --timeout=120
+ExecStart=/bin/sh -c 'echo "${CONSOLE_MARKER} ssh $$(cut -d" " -f1 /proc/uptime)" > /dev/ttyS0'
+
+[Install]
+WantedBy=multi-user.target
+`;
+
+export const CLOUD_FINAL_DROPIN = `[Service]
+# Flotilla: first-boot configuration is done (cloud-init's final stage succeeded).
+ExecStartPost=/bin/sh -c 'echo "${CONSOLE_MARKER} first-boot $$(cut -d" " -f1 /proc/uptime)" > /dev/ttyS0'
+`;
+
 /** Stands in for setfiles(8) in Ignition's relabel step: there is no SELinux policy to apply. */
 export const NOOP_SETFILES = `#!/bin/sh
 # Flotilla node image: no SELinux. Ignition passes the paths to relabel on stdin; drain them.
@@ -254,6 +284,7 @@ enable cloud-init-local.service
 enable cloud-init.service
 enable cloud-final.service
 enable flotilla-ignition.service
+enable flotilla-ready.service
 enable remote-fs.target
 disable getty@.service
 disable systemd-pstore.service
@@ -308,7 +339,7 @@ systemctl set-default multi-user.target
 sed -i -e 's/^#\\?PasswordAuthentication .*/PasswordAuthentication no/' /etc/ssh/sshd_config
 sed -i -e '/pam_motd.so/d' -e '/pam_mail.so/d' /etc/pam.d/sshd
 systemctl preset-all
-systemctl enable systemd-networkd.service ssh.service flotilla-ignition.service
+systemctl enable systemd-networkd.service ssh.service flotilla-ignition.service flotilla-ready.service
 # First boot gets a fresh machine ID and fresh (or delivered) SSH host keys.
 : > /etc/machine-id
 rm -f /var/lib/dbus/machine-id
@@ -358,6 +389,8 @@ export function defaultBaseRecipe(): BaseRecipe {
       [`${AGENT_ROOT}/ignition-firstboot`]: { contents: IGNITION_FIRSTBOOT, mode: 0o755 },
       [`${AGENT_ROOT}/ignition-bin/setfiles`]: { contents: NOOP_SETFILES, mode: 0o755 },
       '/etc/selinux/config': { contents: SELINUX_CONFIG, mode: 0o644 },
+      '/etc/systemd/system/flotilla-ready.service': { contents: READY_UNIT, mode: 0o644 },
+      '/etc/systemd/system/cloud-final.service.d/10-flotilla-console.conf': { contents: CLOUD_FINAL_DROPIN, mode: 0o644 },
       '/etc/systemd/system-preset/00-flotilla.preset': { contents: PRESET_FLOTILLA, mode: 0o644 },
       '/etc/systemd/system-preset/99-flotilla-default.preset': { contents: PRESET_DEFAULT, mode: 0o644 },
       '/etc/systemd/journald.conf.d/10-flotilla.conf': { contents: JOURNALD_CONF, mode: 0o644 },

@@ -175,6 +175,12 @@ export interface WaitForSshOptions {
   handshakeTimeoutMs?: number;
   /** Called before each retry with the reason the last attempt failed. */
   onAttempt?: (attempt: number, error: string) => void;
+  /**
+   * A cheap local signal that an attempt can succeed now (e.g. the node's console said so).
+   * While it is false, attempts are made only every `hintlessIntervalMs` (a safety net).
+   */
+  readyHint?: () => boolean;
+  hintlessIntervalMs?: number;
   /** Checked between attempts: give up early (e.g. QEMU exited). Return a reason to stop. */
   abort?: () => string | undefined;
 }
@@ -189,7 +195,15 @@ export async function waitForSsh(host: string, port: number, hostPublicKey: stri
   const command = opts.command ?? 'true';
   let attempt = 0;
   let last = 'no attempt made';
+  let lastTry = Date.now();
   for (;;) {
+    if (opts.readyHint && !opts.readyHint() && Date.now() - lastTry < (opts.hintlessIntervalMs ?? 10_000) && Date.now() < deadline) {
+      const why = opts.abort?.();
+      if (why) throw new FlotillaError('external', `ssh ${describe(ep)}: giving up: ${why}; last error: ${last}`);
+      await new Promise((r) => setTimeout(r, 200));
+      continue;
+    }
+    lastTry = Date.now();
     attempt++;
     const left = deadline - Date.now();
     if (left <= 0) throw new FlotillaError('timeout', `ssh ${describe(ep)} not ready by the deadline after ${attempt - 1} attempts; last error: ${last}`);
