@@ -2,12 +2,9 @@ import { FlotillaError } from '../errors';
 import { commandHelp, parseCommand, type CliIO, type CommandSpec } from './command';
 import { exitCodeFor } from './exit-codes';
 import { commands } from './commands';
+import { processIO } from './io';
 
-export const processIO: CliIO = {
-  out: (t) => void process.stdout.write(t),
-  err: (t) => void process.stderr.write(t),
-  isTTY: Boolean(process.stdout.isTTY),
-};
+export { processIO };
 
 function topHelp(): string {
   const width = Math.max(...commands.map((c) => c.name.length)) + 2;
@@ -74,6 +71,8 @@ export async function runCli(argv: string[], io: CliIO = processIO): Promise<num
 }
 
 if (require.main === module) {
+  // grpc-js warns (DEP0123) whenever a TLS endpoint is an IP address, as etcd members' are.
+  process.noDeprecation = true;
   runCli(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });

@@ -9,6 +9,7 @@ import { Agent } from './agent';
 import { Engine } from './engine';
 import { Registry, type RegistryTls } from './registry';
 import { createUnitRunner } from './runner';
+import { sleep } from '../util/async';
 import type { UnitRunner } from './runner/types';
 import type { DesiredState } from './registry';
 
@@ -128,13 +129,26 @@ export async function preloadUnits(registry: Registry, dir: string, log: (m: str
   }
 }
 
-export async function startFleetd(config: FleetdConfig, log: (m: string) => void = () => undefined): Promise<Fleetd> {
+export async function startFleetd(config: FleetdConfig, log: (m: string) => void = () => undefined, opts: { signal?: AbortSignal; connectAttempts?: number } = {}): Promise<Fleetd> {
   const tls = readTls(config.tls);
-  const registry = await Registry.connect({
-    endpoints: config.endpoints,
-    ...(config.keyPrefix ? { prefix: config.keyPrefix } : { cluster: config.cluster! }),
-    ...(tls ? { tls } : {}),
-  });
+  // A daemon waits for etcd rather than dying: at first boot etcd may start after fleetd,
+  // and a slow machine (TCG) can miss a short dial deadline.
+  let registry: Registry | undefined;
+  for (let backoff = 500; !registry; backoff = Math.min(backoff * 2, 5000)) {
+    try {
+      registry = await Registry.connect({
+        endpoints: config.endpoints,
+        ...(config.keyPrefix ? { prefix: config.keyPrefix } : { cluster: config.cluster! }),
+        ...(tls ? { tls } : {}),
+        dialTimeoutMs: 30_000,
+      });
+    } catch (err) {
+      if (opts.signal?.aborted || opts.connectAttempts === 1) throw err;
+      log(`waiting for etcd: ${(err as Error).message}; retrying in ${backoff} ms`);
+      await sleep(backoff, opts.signal);
+      if (opts.signal?.aborted) throw err;
+    }
+  }
   const runner = makeRunner(config);
   const agent = new Agent({ registry, runner, ttlSeconds: config.ttlSeconds, machine: { id: config.machineId, metadata: config.metadata, address: config.address, capacity: config.capacity }, log });
   const engine = new Engine({ registry, candidateId: config.machineId, leaderTtlSeconds: config.ttlSeconds, reconcileIntervalMs: config.reconcileIntervalMs, log });

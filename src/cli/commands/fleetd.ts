@@ -42,16 +42,23 @@ export const fleetdCommand: CommandSpec = {
     };
     const config = loadFleetdConfig(stringOpt(p, 'config', 'fleetd'), overrides);
     const log = (m: string) => io.err(`${new Date().toISOString()} ${m}\n`);
-    const fleetd = await startFleetd(config, log);
-    log(`fleetd ${config.machineId} running (endpoints ${config.endpoints.join(',')}, TTL ${config.ttlSeconds} s)`);
-    await new Promise<void>((resolve) => {
+    const abort = new AbortController();
+    const stopped = new Promise<void>((resolve) => {
       const done = (sig: string) => {
         log(`${sig}: stopping`);
+        abort.abort();
         resolve();
       };
       process.once('SIGTERM', () => done('SIGTERM'));
       process.once('SIGINT', () => done('SIGINT'));
     });
+    const fleetd = await startFleetd(config, log, { signal: abort.signal }).catch((err: unknown) => {
+      if (abort.signal.aborted) return undefined;
+      throw err;
+    });
+    if (!fleetd) return 0;
+    log(`fleetd ${config.machineId} running (endpoints ${config.endpoints.join(',')}, TTL ${config.ttlSeconds} s)`);
+    await stopped;
     await fleetd.stop();
     return 0;
   },

@@ -3,13 +3,14 @@ import { readTextFile } from '../../util/fs';
 import { UnitsClient, unitFileProblems } from '../../units/client';
 import { readTls } from '../../units/fleetd';
 import { Registry } from '../../units/registry';
+import { connectRecord, readRecord } from '../../provision/local/up';
 import { stringOpt, type CommandSpec, type OptionSpec, type ParsedCommand, type CliIO } from '../command';
 import { table } from '../format';
 
 /** Where the registry is: flags first, then FLOTILLA_* environment variables. */
 const connectionOptions: Record<string, OptionSpec> = {
   endpoints: { type: 'string', description: 'etcd client URLs, comma-separated (env FLOTILLA_ENDPOINTS)', valueName: 'URLS' },
-  cluster: { type: 'string', description: 'cluster name, for the key prefix /flotilla/NAME/ (env FLOTILLA_CLUSTER)', valueName: 'NAME' },
+  cluster: { type: 'string', description: 'cluster name: key prefix /flotilla/NAME/; a local cluster is reached through SSH (env FLOTILLA_CLUSTER)', valueName: 'NAME' },
   'key-prefix': { type: 'string', description: 'etcd key prefix instead of --cluster (env FLOTILLA_KEY_PREFIX)', valueName: 'PREFIX' },
   'ca-file': { type: 'string', description: 'CA certificate for etcd TLS (env FLOTILLA_CA_FILE)', valueName: 'FILE' },
   'cert-file': { type: 'string', description: 'client certificate (env FLOTILLA_CERT_FILE)', valueName: 'FILE' },
@@ -21,25 +22,39 @@ function opt(p: ParsedCommand, name: string, env: string): string | undefined {
   return (p.values[name] as string | undefined) ?? (process.env[env] || undefined);
 }
 
-export async function connectFromArgs(p: ParsedCommand, cmd: string): Promise<Registry> {
+export interface Connection {
+  registry: Registry;
+  close(): Promise<void>;
+}
+
+/**
+ * The registry from flags or FLOTILLA_* variables; without endpoints, `--cluster NAME`
+ * naming a local cluster connects through an SSH tunnel to one of its etcd members.
+ */
+export async function connectFromArgs(p: ParsedCommand, cmd: string): Promise<Connection> {
   const endpoints = opt(p, 'endpoints', 'FLOTILLA_ENDPOINTS');
-  if (!endpoints) throw new FlotillaError('usage', `flotilla ${cmd}: no etcd endpoints: pass --endpoints or set FLOTILLA_ENDPOINTS`);
   const cluster = opt(p, 'cluster', 'FLOTILLA_CLUSTER');
+  if (!endpoints) {
+    const record = cluster ? readRecord(cluster) : undefined;
+    if (record) return connectRecord(record);
+    throw new FlotillaError('usage', `flotilla ${cmd}: no etcd endpoints: pass --endpoints or set FLOTILLA_ENDPOINTS${cluster ? ` (no local cluster named ${cluster})` : ', or --cluster NAME of a local cluster'}`);
+  }
   const prefix = opt(p, 'key-prefix', 'FLOTILLA_KEY_PREFIX');
   if (!cluster && !prefix) throw new FlotillaError('usage', `flotilla ${cmd}: pass --cluster NAME (or set FLOTILLA_CLUSTER)`);
   const ca = opt(p, 'ca-file', 'FLOTILLA_CA_FILE');
   const cert = opt(p, 'cert-file', 'FLOTILLA_CERT_FILE');
   const key = opt(p, 'key-file', 'FLOTILLA_KEY_FILE');
   const tls = ca ? readTls({ ca, ...(cert ? { cert } : {}), ...(key ? { key } : {}) }) : undefined;
-  return Registry.connect({ endpoints: endpoints.split(',').map((e) => e.trim()).filter(Boolean), ...(prefix ? { prefix } : { cluster: cluster! }), ...(tls ? { tls } : {}) });
+  const registry = await Registry.connect({ endpoints: endpoints.split(',').map((e) => e.trim()).filter(Boolean), ...(prefix ? { prefix } : { cluster: cluster! }), ...(tls ? { tls } : {}) });
+  return { registry, close: () => registry.close() };
 }
 
 async function withClient<T>(p: ParsedCommand, cmd: string, fn: (c: UnitsClient) => Promise<T>): Promise<T> {
-  const registry = await connectFromArgs(p, cmd);
+  const conn = await connectFromArgs(p, cmd);
   try {
-    return await fn(new UnitsClient(registry));
+    return await fn(new UnitsClient(conn.registry));
   } finally {
-    await registry.close();
+    await conn.close();
   }
 }
 

@@ -57,7 +57,7 @@ function listFiles(root: string, rel: string): string[] {
   return out;
 }
 
-/** Bundles src/cli/main.ts with esbuild (in process) for node18. Takes about a second. */
+/** Bundles the agent entry (src/cli/agent-main.ts: fleetd only) with esbuild, minified, for node18. */
 export async function bundleAgent(root = repoRoot()): Promise<AgentBundle> {
   let esbuild: typeof import('esbuild');
   try {
@@ -86,7 +86,8 @@ export async function bundleAgent(root = repoRoot()): Promise<AgentBundle> {
   try {
     result = await esbuild.build({
       absWorkingDir: root,
-      entryPoints: [path.join(root, 'src/cli/main.ts')],
+      entryPoints: [path.join(root, 'src/cli/agent-main.ts')],
+      minify: true,
       bundle: true,
       platform: 'node',
       target: 'node18',

@@ -1,0 +1,425 @@
+/**
+ * `flotilla up` for the local platform: image → render → launch → kernel → SSH →
+ * first-boot config done → secrets delivered → etcd healthy → agents registered, each
+ * phase reported with its duration. The cluster's record (cluster.json), client SSH key,
+ * host keys and PKI live in <state>/clusters/<name>/; `down` removes all of it.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { utils, type Client } from 'ssh2';
+import { FlotillaError } from '../../errors';
+import { PATHS, PKI, etcdEndpoints } from '../../config/node-files';
+import { renderCluster, type RenderedNode } from '../../config/render';
+import { ensureSecrets, readSecrets, writeSecrets } from '../../config/secrets';
+import type { ConfigFormat, ResolvedSpec } from '../../config/spec';
+import { Registry } from '../../units/registry';
+import { writeFileAtomic } from '../../util/fs';
+import { sleep } from '../../util/async';
+import { generatePki, installScript, nodePkiFiles, readPki, writePki, type ClusterPki } from '../pki';
+import { clusterDir, destroyCluster, startCluster, waitNodeSsh, nodeCpuSeconds, type LocalCluster } from './cluster';
+import { probeAccelerator } from './accel';
+import { ensureImage, type BuildProgress } from './image';
+import { runningPid } from './qemu';
+import { sshConnect, sshExec, type SshAuth } from './ssh';
+import { openTunnel, type Tunnel } from './tunnel';
+
+export const PHASES = ['image', 'render', 'launch', 'kernel', 'ssh', 'first-boot', 'secrets', 'etcd', 'agents'] as const;
+export type Phase = (typeof PHASES)[number];
+
+export interface PhaseEvent {
+  phase: Phase;
+  state: 'start' | 'done' | 'info';
+  /** Seconds the phase took (done), or since launch for per-node milestones (info). */
+  seconds?: number;
+  detail?: string;
+}
+
+export interface NodeRecord {
+  name: string;
+  address: string;
+  role: string;
+  etcdMember: boolean;
+  metadata: Record<string, string>;
+  sshPort: number;
+  hostPublicKey: string;
+  pidFile: string;
+  consoleLog: string;
+  /** From the registry once the agent registered. */
+  machineId?: string;
+}
+
+export interface ClusterRecord {
+  version: 1;
+  name: string;
+  platform: 'local';
+  format: ConfigFormat;
+  netns: string;
+  createdAt: string;
+  user: string;
+  /** Client key Flotilla generated for this cluster (authorized on every node). */
+  sshKeyFile: string;
+  knownHostsFile: string;
+  tls: boolean;
+  keyPrefix: string;
+  clientPort: number;
+  /** Cluster-network endpoints (reachable from the nodes, or through a tunnel). */
+  etcdEndpoints: string[];
+  nodes: NodeRecord[];
+  /** Seconds after each node's launch at which it reached each milestone. */
+  timeline: Record<string, Partial<Record<Phase, number>>>;
+  phases: Array<{ phase: Phase; seconds: number }>;
+  /** QEMU CPU-seconds per node when the cluster was ready. */
+  cpuSeconds: Record<string, number>;
+}
+
+export interface UpOptions {
+  spec: ResolvedSpec;
+  format?: ConfigFormat;
+  progress?: (ev: PhaseEvent) => void;
+  /** Per-phase deadline for waiting on nodes (default 10 min: TCG on a loaded host is slow). */
+  timeoutMs?: number;
+}
+
+export interface UpResult {
+  record: ClusterRecord;
+  /** True when the cluster was already running and nothing was changed. */
+  already: boolean;
+}
+
+const files = (name: string) => {
+  const dir = clusterDir(name);
+  return {
+    dir,
+    record: path.join(dir, 'cluster.json'),
+    key: path.join(dir, 'ssh', 'id_ed25519'),
+    knownHosts: path.join(dir, 'ssh', 'known_hosts'),
+    secrets: path.join(dir, 'secrets.json'),
+    pki: path.join(dir, 'pki.json'),
+  };
+};
+
+export function readRecord(name: string): ClusterRecord | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(files(name).record, 'utf8')) as ClusterRecord;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new FlotillaError('invalid-input', `${files(name).record}: unreadable cluster record: ${(err as Error).message}`);
+  }
+}
+
+/** Names of the local clusters with a record. */
+export function listClusters(): string[] {
+  const dir = path.dirname(clusterDir('x'));
+  try {
+    return fs.readdirSync(dir).filter((n) => fs.existsSync(path.join(dir, n, 'cluster.json'))).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** `--name` default: the one local cluster, if there is exactly one. */
+export function resolveClusterName(name: string | undefined): string {
+  if (name) return name;
+  const all = listClusters();
+  if (all.length === 1) return all[0]!;
+  throw new FlotillaError('usage', all.length === 0 ? 'no local cluster; run flotilla up' : `several local clusters (${all.join(', ')}); pass --name`);
+}
+
+export function nodeRunning(n: NodeRecord): boolean {
+  return runningPid(n.pidFile) !== undefined;
+}
+
+function clusterKey(file: string): { privateKey: string; publicKey: string } {
+  if (!fs.existsSync(file)) {
+    const k = utils.generateKeyPairSync('ed25519', { comment: 'flotilla-cluster-key' });
+    writeFileAtomic(file, k.private.endsWith('\n') ? k.private : `${k.private}\n`, 0o600);
+    writeFileAtomic(`${file}.pub`, `${k.public.trim()}\n`, 0o644);
+  }
+  return { privateKey: fs.readFileSync(file, 'utf8'), publicKey: fs.readFileSync(`${file}.pub`, 'utf8').trim() };
+}
+
+export function sshAuth(record: ClusterRecord): SshAuth {
+  return { username: record.user, privateKey: fs.readFileSync(record.sshKeyFile) };
+}
+
+/** Runs a root shell script on a node (heredoc, so the script needs no quoting). */
+async function runScript(client: Client, script: string, timeoutMs: number): Promise<void> {
+  if (script.includes('FLOTILLA_SCRIPT_EOF')) throw new FlotillaError('internal', 'script contains its own delimiter');
+  const r = await sshExec(client, `sudo sh -s <<'FLOTILLA_SCRIPT_EOF'\n${script}FLOTILLA_SCRIPT_EOF\n`, timeoutMs);
+  if (r.code !== 0) throw new FlotillaError('external', `script failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+}
+
+/** The etcdctl invocation on a node, with the cluster's client certificate when TLS is on. */
+export function etcdctlCommand(record: Pick<ClusterRecord, 'tls' | 'clientPort'>, args: string): string {
+  const scheme = record.tls ? 'https' : 'http';
+  const tls = record.tls ? ` --cacert=${PKI.ca} --cert=${PKI.clientCert} --key=${PKI.clientKey}` : '';
+  return `sudo env ETCDCTL_API=3 etcdctl --endpoints=${scheme}://127.0.0.1:${record.clientPort}${tls} ${args}`;
+}
+
+function consoleTail(file: string, lines = 15): string {
+  try {
+    return fs.readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no console output)';
+  }
+}
+
+/** Fails with the node's console log named (and its tail shown), the way every node failure should read. */
+function nodeFailure(node: NodeRecord, what: string, cause?: unknown): FlotillaError {
+  const why = cause ? `: ${(cause as Error).message}` : '';
+  return new FlotillaError('external', `node ${node.name}: ${what}${why}\nconsole log: ${node.consoleLog}\n--- last lines ---\n${consoleTail(node.consoleLog)}`, [], cause ? { cause } : undefined);
+}
+
+export async function upLocal(opts: UpOptions): Promise<UpResult> {
+  const spec0 = opts.spec;
+  const name = spec0.name;
+  const f = files(name);
+  const progress = opts.progress ?? (() => undefined);
+  const timeoutMs = opts.timeoutMs ?? 10 * 60_000;
+  const existing = readRecord(name);
+  if (existing) {
+    const down = existing.nodes.filter((n) => !nodeRunning(n));
+    if (down.length === 0) return { record: existing, already: true };
+    throw new FlotillaError('conflict', `cluster ${name} exists but ${down.map((n) => n.name).join(', ')} ${down.length === 1 ? 'is' : 'are'} not running; run 'flotilla down --name ${name}' first`);
+  }
+  const phases: ClusterRecord['phases'] = [];
+  const phase = async <T>(p: Phase, fn: () => Promise<T>, detail?: (r: T) => string): Promise<T> => {
+    progress({ phase: p, state: 'start' });
+    const t = performance.now();
+    const r = await fn();
+    const seconds = (performance.now() - t) / 1000;
+    phases.push({ phase: p, seconds });
+    progress({ phase: p, state: 'done', seconds, ...(detail ? { detail: detail(r) } : {}) });
+    return r;
+  };
+
+  const image = await phase(
+    'image',
+    () => ensureImage({}, (b: BuildProgress) => b.phase === 'done' && progress({ phase: 'image', state: 'info', ...(b.seconds !== undefined ? { seconds: b.seconds } : {}), detail: `${b.step}${b.detail ? ` ${b.detail}` : ''}` })),
+    (i) => `${i.id.slice(0, 12)}`,
+  );
+
+  fs.mkdirSync(f.dir, { recursive: true, mode: 0o700 });
+  const key = clusterKey(f.key);
+  const spec: ResolvedSpec = { ...spec0, ssh: { ...spec0.ssh, authorizedKeys: [...new Set([...spec0.ssh.authorizedKeys, key.publicKey])] } };
+  const format = opts.format ?? spec.format;
+  const { rendered, pki } = await phase<{ rendered: RenderedNode[]; pki: ClusterPki | undefined }>(
+    'render',
+    async () => {
+      const secrets = ensureSecrets(spec, readSecrets(f.secrets));
+      writeSecrets(f.secrets, secrets);
+      let pki: ClusterPki | undefined;
+      if (spec.etcd.tls) {
+        pki = readPki(f.pki) ?? (await generatePki(spec));
+        writePki(f.pki, pki);
+      }
+      return { rendered: renderCluster(spec, secrets, { format }), pki };
+    },
+    (r) => `${r.rendered.length} nodes, ${format}, ${Math.round(r.rendered.reduce((n, x) => n + Buffer.byteLength(x.userData), 0) / r.rendered.length)} bytes/node${r.pki ? ', TLS PKI' : ''}`,
+  );
+
+  const accel = await probeAccelerator(image);
+  progress({ phase: 'launch', state: 'info', detail: `accelerator ${accel.accel} (${accel.reason})` });
+  const cluster: LocalCluster = await phase('launch', () => startCluster({ spec, rendered, image, accel: accel.accel }), (c) => `${c.nodes.length} QEMU processes in netns ${c.netns}`);
+
+  const record: ClusterRecord = {
+    version: 1,
+    name,
+    platform: 'local',
+    format,
+    netns: cluster.netns,
+    createdAt: new Date().toISOString(),
+    user: spec.ssh.user,
+    sshKeyFile: f.key,
+    knownHostsFile: f.knownHosts,
+    tls: spec.etcd.tls,
+    keyPrefix: spec.agent.keyPrefix,
+    clientPort: spec.etcd.clientPort,
+    etcdEndpoints: etcdEndpoints(spec),
+    nodes: cluster.nodes.map((n) => {
+      const s = spec.nodes.find((x) => x.name === n.name)!;
+      return { name: n.name, address: n.address, role: s.role, etcdMember: s.etcdMember, metadata: s.metadata, sshPort: n.sshPort, hostPublicKey: n.hostPublicKey, pidFile: n.pidFile, consoleLog: n.consoleLog };
+    }),
+    timeline: Object.fromEntries(cluster.nodes.map((n) => [n.name, { launch: 0 }])),
+    phases,
+    cpuSeconds: {},
+  };
+  // Known before anything else can fail, so `down` and `ssh` always work on what was launched.
+  writeFileAtomic(f.knownHosts, record.nodes.map((n) => `[127.0.0.1]:${n.sshPort} ${n.hostPublicKey}`).join('\n') + '\n', 0o644);
+  writeFileAtomic(f.record, `${JSON.stringify(record, null, 2)}\n`, 0o644);
+
+  const byName = new Map(record.nodes.map((n) => [n.name, n]));
+  const since = (node: string) => (Date.now() - cluster.nodes.find((n) => n.name === node)!.launchedAt) / 1000;
+  const mark = (node: string, p: Phase) => {
+    const s = since(node);
+    record.timeline[node]![p] = Math.round(s * 10) / 10;
+    progress({ phase: p, state: 'info', seconds: s, detail: node });
+  };
+  const clients = new Map<string, Client>();
+  try {
+    await phase('kernel', () =>
+      Promise.all(
+        cluster.nodes.map(async (n) => {
+          const deadline = n.launchedAt + timeoutMs;
+          while (!(fs.existsSync(n.consoleLog) && fs.statSync(n.consoleLog).size > 0)) {
+            if (runningPid(n.pidFile) === undefined) throw nodeFailure(byName.get(n.name)!, 'QEMU exited before the kernel printed anything');
+            if (Date.now() > deadline) throw nodeFailure(byName.get(n.name)!, 'no console output');
+            await sleep(100);
+          }
+          mark(n.name, 'kernel');
+        }),
+      ),
+    );
+    const auth: SshAuth = { username: spec.ssh.user, privateKey: key.privateKey };
+    await phase('ssh', () =>
+      Promise.all(
+        cluster.nodes.map(async (n) => {
+          try {
+            await waitNodeSsh(cluster, n, auth, timeoutMs);
+          } catch (err) {
+            throw nodeFailure(byName.get(n.name)!, 'never answered SSH with its pinned host key', err);
+          }
+          mark(n.name, 'ssh');
+          clients.set(n.name, await sshConnect({ host: '127.0.0.1', port: n.sshPort, netns: cluster.netns }, n.hostPublicKey, auth, 30_000));
+        }),
+      ),
+    );
+    const flag = format === 'ignition' ? '/var/lib/flotilla/ignition.done' : '/var/lib/cloud/instance/boot-finished';
+    await phase('first-boot', () =>
+      Promise.all(
+        record.nodes.map(async (n) => {
+          const c = clients.get(n.name)!;
+          const wait = await sshExec(c, `for i in $(seq ${Math.ceil(timeoutMs / 500)}); do [ -e ${flag} ] && break; sleep 0.5; done; test -e ${flag}`, timeoutMs + 10_000);
+          if (wait.code !== 0) throw nodeFailure(n, `first-boot config did not finish (${flag} missing)`);
+          if (format === 'cloud-config') {
+            const res = await sshExec(c, 'cat /run/cloud-init/result.json', 30_000);
+            let errors: string[] = [];
+            try {
+              errors = (JSON.parse(res.stdout) as { v1?: { errors?: string[] } }).v1?.errors ?? [];
+            } catch {
+              errors = [`unreadable /run/cloud-init/result.json: ${res.stderr.trim()}`];
+            }
+            if (errors.length) throw nodeFailure(n, `cloud-init reported errors: ${errors.join('; ')}`);
+          }
+          mark(n.name, 'first-boot');
+        }),
+      ),
+    );
+    await phase(
+      'secrets',
+      () =>
+        Promise.all(
+          record.nodes.map(async (n) => {
+            const script = pki ? installScript(nodePkiFiles(pki, n.name), PATHS.pkiReady) : `set -eu\nmkdir -p ${PATHS.pkiDir}\ntouch ${PATHS.pkiReady}\n`;
+            try {
+              await runScript(clients.get(n.name)!, script, 60_000);
+            } catch (err) {
+              throw nodeFailure(n, 'secret delivery failed', err);
+            }
+            mark(n.name, 'secrets');
+          }),
+        ),
+      () => (pki ? 'TLS keys over the pinned SSH connections' : 'no TLS: start signal only'),
+    );
+    const first = record.nodes.find((n) => n.etcdMember)!;
+    const members = record.nodes.filter((n) => n.etcdMember);
+    await phase(
+      'etcd',
+      async () => {
+        const deadline = Date.now() + timeoutMs;
+        let last = '';
+        for (;;) {
+          const r = await sshExec(clients.get(first.name)!, etcdctlCommand(record, 'endpoint health --cluster -w json'), 30_000);
+          try {
+            const health = JSON.parse(r.stdout) as Array<{ endpoint: string; health: boolean }>;
+            if (health.length === members.length && health.every((h) => h.health)) break;
+            last = `${health.filter((h) => h.health).length}/${members.length} healthy`;
+          } catch {
+            last = (r.stderr || r.stdout).trim().split('\n').slice(-1)[0] ?? '';
+          }
+          if (Date.now() > deadline) throw nodeFailure(first, `etcd did not become healthy: ${last}; see also 'flotilla ssh ${first.name} -- journalctl -u flotilla-etcd'`);
+          await sleep(500);
+        }
+        for (const n of members) mark(n.name, 'etcd');
+      },
+      () => `${members.length} members healthy${record.tls ? ' over TLS' : ''}`,
+    );
+    await phase(
+      'agents',
+      async () => {
+        const conn = await connectRecord(record, clients.get(first.name)!);
+        try {
+          const deadline = Date.now() + timeoutMs;
+          for (;;) {
+            const machines = await conn.registry.listMachines();
+            for (const m of machines) {
+              const n = record.nodes.find((x) => x.address === m.address);
+              if (n && !n.machineId) {
+                n.machineId = m.id;
+                mark(n.name, 'agents');
+              }
+            }
+            if (record.nodes.every((n) => n.machineId)) break;
+            if (Date.now() > deadline) {
+              const missing = record.nodes.filter((n) => !n.machineId);
+              throw nodeFailure(missing[0]!, `agent never registered (${missing.map((n) => n.name).join(', ')}); see 'flotilla ssh ${missing[0]!.name} -- journalctl -u flotilla-fleetd'`);
+            }
+            await sleep(300);
+          }
+        } finally {
+          await conn.close();
+        }
+      },
+      () => `${record.nodes.length} machines registered`,
+    );
+    for (const n of cluster.nodes) record.cpuSeconds[n.name] = Math.round((nodeCpuSeconds(n) ?? 0) * 10) / 10;
+    writeFileAtomic(f.record, `${JSON.stringify(record, null, 2)}\n`, 0o644);
+    return { record, already: false };
+  } catch (err) {
+    writeFileAtomic(f.record, `${JSON.stringify(record, null, 2)}\n`, 0o644);
+    throw err;
+  } finally {
+    for (const c of clients.values()) c.end();
+  }
+}
+
+/** A registry connection to a local cluster: SSH to an etcd member, tunnel to its etcd. */
+export interface RecordConnection {
+  registry: Registry;
+  close(): Promise<void>;
+}
+
+export async function connectRecord(record: ClusterRecord, viaClient?: Client): Promise<RecordConnection> {
+  const member = record.nodes.find((n) => n.etcdMember && nodeRunning(n)) ?? record.nodes.find((n) => n.etcdMember)!;
+  const client = viaClient ?? (await sshConnect({ host: '127.0.0.1', port: member.sshPort, netns: record.netns }, member.hostPublicKey, sshAuth(record), 30_000));
+  let tunnel: Tunnel | undefined;
+  try {
+    tunnel = await openTunnel(client, '127.0.0.1', record.clientPort);
+    let tls: { ca: string; cert: string; key: string } | undefined;
+    if (record.tls) {
+      const pki = readPki(files(record.name).pki);
+      if (!pki) throw new FlotillaError('not-found', `cluster ${record.name}: ${files(record.name).pki} is missing`);
+      tls = { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key };
+    }
+    const registry = await Registry.connect({ endpoints: [`${record.tls ? 'https' : 'http'}://127.0.0.1:${tunnel.port}`], prefix: record.keyPrefix, ...(tls ? { tls } : {}) });
+    const t = tunnel;
+    return {
+      registry,
+      async close() {
+        await registry.close();
+        await t.close();
+        if (!viaClient) client.end();
+      },
+    };
+  } catch (err) {
+    await tunnel?.close();
+    if (!viaClient) client.end();
+    throw err;
+  }
+}
+
+export async function downLocal(name: string): Promise<{ stopped: string[]; existed: boolean }> {
+  const existed = fs.existsSync(clusterDir(name));
+  const stopped = await destroyCluster(name);
+  return { stopped, existed };
+}
