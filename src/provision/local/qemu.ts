@@ -88,8 +88,9 @@ export interface LaunchedNode {
 export async function launchNode(desc: QemuNodeDesc, opts: { netns?: string; logFile: string; startTimeoutMs?: number }): Promise<LaunchedNode> {
   fs.rmSync(desc.pidFile, { force: true });
   const argv = qemuArgs({ ...desc, daemonize: false });
+  if (opts.netns) checkNamespace(opts.netns);
   const cmd = opts.netns ? 'ip' : QEMU_BIN;
-  const args = opts.netns ? ['netns', 'exec', (checkNamespace(opts.netns), opts.netns), QEMU_BIN, ...argv] : argv;
+  const args = opts.netns ? ['netns', 'exec', opts.netns, QEMU_BIN, ...argv] : argv;
   const fd = fs.openSync(opts.logFile, 'a');
   fs.writeSync(fd, `${new Date().toISOString()} ${cmd} ${args.join(' ')}\n`);
   const launchedAt = Date.now();
