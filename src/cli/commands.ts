@@ -4,7 +4,9 @@ import { validateCommand } from './commands/validate';
 import { convertCommand } from './commands/convert';
 import { fleetdCommand } from './commands/fleetd';
 import { unitsCommands } from './commands/units';
+import { verifyCommand } from './commands/verify';
+import { unitsRemoteCommands } from './commands/units-remote';
 import { clusterCommands } from './commands/cluster';
 
 /** Every CLI command; `flotilla --help` lists them in this order. */
-export const commands: CommandSpec[] = [...clusterCommands, renderCommand, validateCommand, convertCommand, fleetdCommand, ...unitsCommands];
+export const commands: CommandSpec[] = [...clusterCommands, renderCommand, validateCommand, convertCommand, fleetdCommand, ...unitsCommands, verifyCommand, ...unitsRemoteCommands];

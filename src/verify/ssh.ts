@@ -477,6 +477,37 @@ export class NodeConnection {
     };
   }
 
+  /**
+   * An interactive session (fleetctl ssh): a login shell, or `command`, with a pty when
+   * stdin is a terminal; stdin/stdout/stderr are piped through. Resolves with the exit status.
+   */
+  async interactive(stdio: { stdin: NodeJS.ReadStream; stdout: NodeJS.WriteStream; stderr: NodeJS.WriteStream }, command?: string): Promise<number> {
+    const client = await this.ensure();
+    const tty = Boolean(stdio.stdin.isTTY);
+    const pty = tty ? { term: process.env.TERM ?? 'xterm', cols: stdio.stdout.columns ?? 80, rows: stdio.stdout.rows ?? 24 } : undefined;
+    const ch = await new Promise<ClientChannel>((resolve, reject) => {
+      const cb = (err: Error | undefined, c: ClientChannel): void => (err ? reject(err) : resolve(c));
+      if (command !== undefined) client.exec(command, pty ? { pty } : {}, cb);
+      else client.shell(pty ?? false, cb);
+    });
+    if (tty) stdio.stdin.setRawMode(true);
+    const onResize = (): void => ch.setWindow(stdio.stdout.rows ?? 24, stdio.stdout.columns ?? 80, 0, 0);
+    if (tty) stdio.stdout.on('resize', onResize);
+    stdio.stdin.pipe(ch);
+    ch.pipe(stdio.stdout, { end: false });
+    ch.stderr.pipe(stdio.stderr, { end: false });
+    let code = 0;
+    ch.on('exit', (c: number | null, sig?: string) => (code = typeof c === 'number' ? c : sig ? 128 + 15 : 255));
+    await new Promise<void>((resolve) => ch.once('close', () => resolve()));
+    stdio.stdin.unpipe(ch);
+    if (tty) {
+      stdio.stdout.off('resize', onResize);
+      stdio.stdin.setRawMode(false);
+    }
+    stdio.stdin.pause();
+    return code;
+  }
+
   /** Ends the connection (and its proxy process). Safe to call twice. */
   async close(): Promise<void> {
     this.closed = true;
