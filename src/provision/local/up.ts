@@ -23,6 +23,9 @@ import { runningPid } from './qemu';
 import { sshConnect, sshExec, type SshAuth } from './ssh';
 import { openTunnel, type Tunnel } from './tunnel';
 
+/** Lease TTL for agents on emulated (TCG) nodes; see upLocal. */
+export const TCG_MIN_TTL_SECONDS = 10;
+
 export const PHASES = ['image', 'render', 'launch', 'kernel', 'ssh', 'first-boot', 'secrets', 'etcd', 'agents'] as const;
 export type Phase = (typeof PHASES)[number];
 
@@ -199,9 +202,17 @@ export async function upLocal(opts: UpOptions): Promise<UpResult> {
     (i) => `${i.id.slice(0, 12)}`,
   );
 
+  const accel = await probeAccelerator(image);
+  progress({ phase: 'launch', state: 'info', detail: `accelerator ${accel.accel} (${accel.reason})` });
   fs.mkdirSync(f.dir, { recursive: true, mode: 0o700 });
   const key = clusterKey(f.key);
-  const spec: ResolvedSpec = { ...spec0, ssh: { ...spec0.ssh, authorizedKeys: [...new Set([...spec0.ssh.authorizedKeys, key.publicKey])] } };
+  let spec: ResolvedSpec = { ...spec0, ssh: { ...spec0.ssh, authorizedKeys: [...new Set([...spec0.ssh.authorizedKeys, key.publicKey])] } };
+  // Emulated vCPUs on a busy host stall for seconds: with a short lease TTL the agents
+  // would fence themselves over and over (fleet #972). Trade failover speed for stability.
+  if (accel.accel === 'tcg' && spec.agent.ttlSeconds < TCG_MIN_TTL_SECONDS) {
+    progress({ phase: 'render', state: 'info', detail: `TCG: agent lease TTL raised from ${spec.agent.ttlSeconds} s to ${TCG_MIN_TTL_SECONDS} s (emulated CPUs stall; failover takes up to the TTL)` });
+    spec = { ...spec, agent: { ...spec.agent, ttlSeconds: TCG_MIN_TTL_SECONDS } };
+  }
   const format = opts.format ?? spec.format;
   const { rendered, pki } = await phase<{ rendered: RenderedNode[]; pki: ClusterPki | undefined }>(
     'render',
@@ -218,8 +229,6 @@ export async function upLocal(opts: UpOptions): Promise<UpResult> {
     (r) => `${r.rendered.length} nodes, ${format}, ${Math.round(r.rendered.reduce((n, x) => n + Buffer.byteLength(x.userData), 0) / r.rendered.length)} bytes/node${r.pki ? ', TLS PKI' : ''}`,
   );
 
-  const accel = await probeAccelerator(image);
-  progress({ phase: 'launch', state: 'info', detail: `accelerator ${accel.accel} (${accel.reason})` });
   const cluster: LocalCluster = await phase('launch', () => startCluster({ spec, rendered, image, accel: accel.accel }), (c) => `${c.nodes.length} QEMU processes in netns ${c.netns}`);
 
   const record: ClusterRecord = {
