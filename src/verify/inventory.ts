@@ -277,7 +277,6 @@ export function resolveInventory(input: unknown, opts: ResolveInventoryOptions):
   const nodesIn = c.list(root, 'nodes', '', true) ?? [];
   if (Array.isArray(root.nodes) && nodesIn.length === 0) c.add('nodes', 'must list at least one node');
   const seen = new Map<string, number>();
-  const seenSsh = new Map<string, number>();
   nodesIn.forEach((raw, i) => {
     const p = `nodes[${i}]`;
     if (!c.obj(raw, p)) return;
@@ -304,9 +303,6 @@ export function resolveInventory(input: unknown, opts: ResolveInventoryOptions):
       const netns = c.str(s, 'netns', `${p}.ssh`, { pattern: NETNS, what: 'network namespace name' });
       if (host !== undefined) {
         ssh = { host, port, user: u, ...(netns ? { netns } : {}) };
-        const key = `${netns ?? ''}/${host}:${port}/${u}`;
-        if (seenSsh.has(key)) c.add(`${p}.ssh`, `same SSH endpoint and user as nodes[${seenSsh.get(key)}]`);
-        else seenSsh.set(key, i);
       } else if (s.host === undefined && address === undefined) c.add(`${p}.ssh.host`, 'is required when address is not given');
     }
     let role: NodeRole = 'worker';

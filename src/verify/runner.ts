@@ -79,7 +79,8 @@ export async function runCheck(check: Check, cluster: VerifyCluster, opts: RunOp
         },
         exec: (command, eo = {}) => {
           if (!check.node) throw new FlotillaError('internal', `check ${check.id} is not a per-node check`);
-          return cluster.conn(check.node).exec(command, { timeoutMs: Math.max(1, deadline - Date.now()), ...eo, signal: ac.signal });
+          // The check's deadline (the signal) ends the command; its own timeout is only a backstop.
+          return cluster.conn(check.node).exec(command, { timeoutMs: Math.max(1, deadline - Date.now()) + 1000, ...eo, signal: ac.signal });
         },
       };
       try {

@@ -49,7 +49,7 @@ export interface ConnectOptions {
   /** SSH keepalive interval (ms, default 5 000; the connection is dropped after `keepaliveCountMax` unanswered). */
   keepaliveIntervalMs?: number;
   keepaliveCountMax?: number;
-  /** Concurrent session channels per connection (default 8; OpenSSH's MaxSessions is 10). */
+  /** Concurrent session channels per connection (default 6; OpenSSH's MaxSessions is 10, and sshd frees a slot only after the close). */
   maxChannels?: number;
   /** Default command deadline (ms, default 60 000). */
   commandTimeoutMs?: number;
@@ -216,7 +216,7 @@ class Slots {
 // ---------------------------------------------------------------------------
 // One node's connection
 
-const DEFAULTS = { readyTimeoutMs: 10_000, keepaliveIntervalMs: 5_000, keepaliveCountMax: 3, maxChannels: 8, commandTimeoutMs: 60_000 };
+const DEFAULTS = { readyTimeoutMs: 10_000, keepaliveIntervalMs: 5_000, keepaliveCountMax: 3, maxChannels: 6, commandTimeoutMs: 60_000 };
 
 /**
  * A persistent, pinned connection to one node. `exec` may be called concurrently; it
@@ -406,7 +406,17 @@ export class NodeConnection {
           client = await raceAbort(this.ensure(), ac.signal);
           channel = await raceAbort(openExec(client, line), ac.signal);
         }
-        return await collect(channel, opts, ac.signal, started, () => this.where);
+        // sshd frees a session slot a little after the channel closes; a new session opened in
+        // that gap is refused ("no more sessions": the channel closes without output or status).
+        for (let retry = 0; ; retry++) {
+          try {
+            return await collect(channel, opts, ac.signal, started, () => this.where);
+          } catch (err) {
+            if (!(err instanceof RefusedSession) || retry >= 20 || this.client !== client) throw err;
+            await raceAbort(new Promise((r) => setTimeout(r, 10 + 10 * retry)), ac.signal);
+            channel = await raceAbort(openExec(client, line), ac.signal);
+          }
+        }
       } finally {
         this.slots.release();
       }
@@ -596,6 +606,13 @@ function withTimeout<T>(p: Promise<T>, ms: number, err: () => Error): Promise<T>
   });
 }
 
+/** A session that ended before it started: retried (see exec). */
+class RefusedSession extends SshError {
+  constructor(message: string) {
+    super('closed', 'external', message);
+  }
+}
+
 /** Reads a channel to its end, keeping at most `maxOutputBytes` of each stream. */
 function collect(ch: ClientChannel, opts: ExecOptions, signal: AbortSignal, started: number, where: () => string): Promise<ExecResult> {
   const max = opts.maxOutputBytes ?? 64 * 1024 * 1024;
@@ -636,14 +653,26 @@ function collect(ch: ClientChannel, opts: ExecOptions, signal: AbortSignal, star
       reject(signal.reason);
     };
     signal.addEventListener('abort', onAbort, { once: true });
-    ch.once('close', () => {
+    let closed = false;
+    const finish = (): void => {
       signal.removeEventListener('abort', onAbort);
       if (signal.aborted) return;
       if (!gotExit) {
-        reject(new SshError('closed', 'external', `${where()}: the channel closed without an exit status (connection lost?)`));
+        if (outBytes === 0 && errBytes === 0) reject(new RefusedSession(`${where()}: the session closed without output or exit status (refused by the server, or the connection was lost)`));
+        else reject(new SshError('closed', 'external', `${where()}: the channel closed without an exit status (connection lost?)`));
         return;
       }
       resolve({ code, signal: sig, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), ms: Date.now() - started, truncated });
+    };
+    // The stream may report 'close' (EOF on both sides) just before the exit-status
+    // message that follows the server's EOF: give it a moment to arrive.
+    ch.on('exit', () => {
+      if (closed) finish();
+    });
+    ch.once('close', () => {
+      closed = true;
+      if (gotExit) finish();
+      else setTimeout(() => (gotExit ? undefined : finish()), 300);
     });
     ch.on('error', () => undefined);
     if (opts.stdin !== undefined) ch.end(opts.stdin);
