@@ -289,8 +289,19 @@ export class NodeConnection {
         settled = true;
         clearTimeout(timer);
         client.destroy();
-        transport.sock?.destroy();
-        reject(this.mismatch ?? this.classify(err, transport));
+        const child = transport.child;
+        const done = (): void => {
+          transport.sock?.destroy();
+          reject(this.mismatch ?? this.classify(err, transport));
+        };
+        // A proxy (socat) says why on stderr: read all of it before classifying.
+        if (child && child.stderr && !child.stderr.readableEnded) {
+          const t = setTimeout(done, 500);
+          child.stderr.once('end', () => {
+            clearTimeout(t);
+            done();
+          });
+        } else done();
       };
       // ssh2's readyTimeout covers the handshake; this also covers a proxy that never answers.
       const timer = setTimeout(() => fail(Object.assign(new Error('ready timeout'), { level: 'client-timeout' })), this.opts.readyTimeoutMs);
