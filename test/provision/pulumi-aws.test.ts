@@ -18,6 +18,8 @@ import { AMI_FAMILIES, checkAddressesInSubnet } from '../../src/provision/pulumi
 import { hostKeysProvider } from '../../src/provision/pulumi/host-keys';
 import { resolveStackSpec } from '../../src/provision/pulumi/plan';
 import { program } from '../../src/provision/pulumi/program';
+import { PROJECT_ROOT } from '../../src/provision/pulumi/dynamic';
+import { resolveInventory } from '../../src/verify/inventory';
 import { pyYamlLoad } from '../helpers/pyyaml';
 import { isSecret, promiseOf, startMocks, type MockRecorder, type Registered } from './pulumi-mocks';
 
@@ -124,6 +126,7 @@ describe('aws stack, cloud-config, 4 nodes (mock runtime)', () => {
       'flotilla:index:Cluster demo <- (root)',
       'pulumi-nodejs:dynamic/flotilla:ClusterPki demo-pki <- demo',
       'pulumi-nodejs:dynamic/flotilla:HostKeys demo-host-keys <- demo',
+      'pulumi-nodejs:dynamic/flotilla:LocalInventory demo-inventory <- demo',
       'pulumi:providers:aws demo-aws <- demo',
     ]);
     const cluster = rec.byName('demo');
@@ -244,33 +247,44 @@ describe('aws stack, cloud-config, 4 nodes (mock runtime)', () => {
     assert.deepEqual(rec.byName('demo-host-keys').additionalSecretOutputs, ['privateKeys']);
     assert.deepEqual(rec.byName('demo-pki').additionalSecretOutputs, ['caKey', 'clientKey', 'memberKeys']);
     assert.deepEqual(rec.byName('demo-key').secretInputs, ['publicKey'], 'a key set with --secret stays secret');
+    assert.deepEqual(rec.byName('demo-inventory').secretInputs, ['files']);
     assert.equal(await isSecret(out.inventory), false);
     assert.equal(await isSecret(out.hostPublicKeys), false);
     assert.equal(await isSecret(out.etcdEndpoints), false);
     assert.doesNotMatch(JSON.stringify(inventory), /PRIVATE KEY/);
   });
 
-  it('exports an inventory of SSH endpoints, pinned keys, roles and etcd endpoints', async () => {
+  it('exports an inventory that flotilla verify accepts: SSH endpoints, pinned keys, roles, etcd through a tunnel', async () => {
     const keys = await promiseOf(out.hostPublicKeys);
+    const dir = path.join(PROJECT_ROOT, '.flotilla/pulumi/demo');
     assert.deepEqual(inventory, {
-      version: 1,
-      cluster: 'demo',
-      platform: 'aws',
-      format: 'cloud-config',
+      name: 'demo',
       nodes: nodes.map((n, i) => ({
         name: n,
         address: `10.99.0.${11 + i}`,
-        sshHost: `198.51.100.${11 + i}`,
-        sshPort: 22,
-        user: 'core',
-        hostPublicKey: keys[n],
+        hostKey: keys[n],
+        ssh: { host: `198.51.100.${11 + i}`, port: 22, user: 'core' },
         role: i < 3 ? 'controller' : 'worker',
-        metadata: {},
         etcdMember: i < 3,
+        metadata: {},
       })),
-      etcd: { endpoints: ['https://10.99.0.11:2379', 'https://10.99.0.12:2379', 'https://10.99.0.13:2379'], tls: true, caCert: FAKE_PKI.caCert, keyPrefix: '/flotilla/demo/' },
+      etcd: {
+        endpoints: ['https://10.99.0.11:2379', 'https://10.99.0.12:2379', 'https://10.99.0.13:2379'],
+        clientPort: 2379,
+        tls: { caFile: `${dir}/etcd-ca.crt`, certFile: `${dir}/etcd-client.crt`, keyFile: `${dir}/etcd-client.key` },
+        access: 'tunnel',
+      },
+      registry: { keyPrefix: '/flotilla/demo/' },
     });
     assert.deepEqual(await promiseOf(out.addresses), { node1: '10.99.0.11', node2: '10.99.0.12', node3: '10.99.0.13', node4: '10.99.0.14' });
+    // verify's own loader, with the SSH key the user adds (flotilla:sshPrivateKeyFile) and the files LocalInventory writes.
+    const local = rec.byName('demo-inventory');
+    assert.equal(local.inputs.dir, dir);
+    assert.deepEqual(local.inputs.inventory, inventory);
+    assert.deepEqual((local.inputs.files as Array<{ name: string; mode: number }>).map((f) => [f.name, f.mode]), [['etcd-ca.crt', 0o644], ['etcd-client.crt', 0o644], ['etcd-client.key', 0o600]]);
+    const resolved = resolveInventory({ ...(inventory as object), ssh: { privateKeyFile: '/home/me/.ssh/id_ed25519' } }, { baseDir: '/', readFile: () => KEY.private });
+    assert.deepEqual(resolved.nodes.map((n) => [n.name, n.ssh.host, n.hostKey, n.etcdMember]), nodes.map((n, i) => [n, `198.51.100.${11 + i}`, keys[n], i < 3]));
+    assert.equal(resolved.etcd.access, 'tunnel');
   });
 });
 

@@ -4,8 +4,10 @@
  * connected to a resource monitor. The Pulumi CLI (the engine) cannot be installed here, so the
  * monitor is a small gRPC server in this test that speaks the SDK's ResourceMonitor protocol:
  * it records registrations, answers the AMI lookup, and — as the engine's dynamic-provider host
- * would — runs each dynamic resource's serialised provider (check, create) in a plain `node`
- * process. This is not a `pulumi up`: no engine, no AWS provider plugin, nothing is created.
+ * would — runs the serialised providers of HostKeys, ClusterPki and LocalInventory (check, create)
+ * in a plain `node` process. NodeSecrets is only recorded: its provider would SSH to the nodes.
+ * This is not a `pulumi up`: no engine, no AWS provider plugin, nothing is created in AWS.
+ * The inventory LocalInventory writes is then loaded by `flotilla verify`'s own loader.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -16,6 +18,7 @@ import { after, before, describe, it } from 'node:test';
 import { utils } from 'ssh2';
 import { parse as parseYaml } from 'yaml';
 import { PROJECT_ROOT } from '../../src/provision/pulumi/dynamic';
+import { loadInventoryFile } from '../../src/verify/inventory';
 import { pyYamlLoad } from '../helpers/pyyaml';
 import { unwrapSecrets } from './pulumi-mocks';
 
@@ -50,6 +53,8 @@ interface Registration {
 }
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-launcher-'));
+/** Dynamic resources whose providers the test monitor runs (the rest would reach out to nodes). */
+const RUN_PROVIDERS = new Set(['pulumi-nodejs:dynamic/flotilla:HostKeys', 'pulumi-nodejs:dynamic/flotilla:ClusterPki', 'pulumi-nodejs:dynamic/flotilla:LocalInventory']);
 
 /** What the engine's dynamic-provider host does with `__provider`: load it in plain node, check, create. */
 function runDynamicProvider(provider: string, inputs: Record<string, unknown>): { id: string; outs: Record<string, unknown> } {
@@ -81,7 +86,7 @@ class TestMonitor {
     const inputs = req.getObject()?.toJavaScript() ?? {};
     let state: Record<string, unknown> = { ...inputs };
     let id = req.getCustom() ? `${name}-id` : '';
-    if (type.startsWith('pulumi-nodejs:dynamic/')) {
+    if (RUN_PROVIDERS.has(type)) {
       const { __provider, ...props } = unwrapSecrets(inputs).value as Record<string, unknown>;
       const r = runDynamicProvider(String(__provider), props);
       id = r.id;
@@ -165,6 +170,8 @@ class TestMonitor {
 describe("the stack program under the SDK's launcher, as Pulumi.yaml runs it (test monitor, no engine)", { timeout: 5 * 60_000 }, () => {
   const monitor = new TestMonitor();
   const key = utils.generateKeyPairSync('ed25519', { comment: 'admin@example' });
+  const keyFile = path.join(tmp, 'id_ed25519');
+  const invDir = path.join(tmp, 'inventory');
   let exitCode: number | null = null;
   let output = '';
 
@@ -173,7 +180,10 @@ describe("the stack program under the SDK's launcher, as Pulumi.yaml runs it (te
     const project = parseYaml(fs.readFileSync(path.join(PROJECT_ROOT, 'Pulumi.yaml'), 'utf8')) as { name: string; main: string; runtime: { options: { nodeargs: string } } };
     const programDir = path.join(PROJECT_ROOT, path.dirname(project.main));
     // The language host passes configuration as JSON in PULUMI_CONFIG (keys as <namespace>:config:<key>).
+    fs.writeFileSync(keyFile, key.private, { mode: 0o600 });
     const config = {
+      'flotilla:config:sshPrivateKeyFile': keyFile,
+      'flotilla:config:inventoryDir': invDir,
       'flotilla:config:platform': 'aws',
       'flotilla:config:nodeCount': '1',
       'flotilla:config:sshKey': key.public,
@@ -221,6 +231,8 @@ describe("the stack program under the SDK's launcher, as Pulumi.yaml runs it (te
       'aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule demo-ssh',
       'pulumi-nodejs:dynamic/flotilla:ClusterPki demo-pki',
       'pulumi-nodejs:dynamic/flotilla:HostKeys demo-host-keys',
+      'pulumi-nodejs:dynamic/flotilla:LocalInventory demo-inventory',
+      'pulumi-nodejs:dynamic/flotilla:NodeSecrets demo-node1-secrets',
       'pulumi:providers:aws demo-aws',
     ]);
     assert.deepEqual(monitor.invokes.map((i) => i.token), ['aws:ec2/getAmi:getAmi']);
@@ -229,17 +241,33 @@ describe("the stack program under the SDK's launcher, as Pulumi.yaml runs it (te
   it("exports the program function's result as stack outputs: an inventory whose pinned key is in the node's user-data", () => {
     const stack = monitor.registrations.find((r) => r.type === 'pulumi:pulumi:Stack')!;
     const outputs = unwrapSecrets(stack.outputs).value as Record<string, unknown>;
-    assert.deepEqual(Object.keys(outputs).sort(), ['addresses', 'caCert', 'etcdEndpoints', 'hostPublicKeys', 'inventory', 'sshEndpoints']);
-    const inv = outputs.inventory as { nodes: Array<{ name: string; sshHost: string; hostPublicKey: string }>; etcd: { caCert: string } };
-    assert.deepEqual(inv.nodes.map((n) => [n.name, n.sshHost]), [['node1', '198.51.100.7']]);
-    // Made by the serialised providers in plain node: a real key pair and a real openssl CA.
-    assert.match(inv.nodes[0]!.hostPublicKey, /^ssh-ed25519 \S+ node1\.demo$/);
-    assert.match(inv.etcd.caCert, /^-----BEGIN CERTIFICATE-----/);
+    assert.deepEqual(Object.keys(outputs).sort(), ['addresses', 'caCert', 'etcdEndpoints', 'hostPublicKeys', 'inventory', 'inventoryFile', 'sshEndpoints']);
+    assert.equal(outputs.inventoryFile, path.join(invDir, 'inventory.json'));
+    const inv = outputs.inventory as { nodes: Array<{ name: string; ssh: { host: string }; hostKey: string }> };
+    assert.deepEqual(inv.nodes.map((n) => [n.name, n.ssh.host]), [['node1', '198.51.100.7']]);
+    // Made by the serialised provider in plain node: a real key pair.
+    assert.match(inv.nodes[0]!.hostKey, /^ssh-ed25519 \S+ node1\.demo$/);
+    assert.match(String(outputs.caCert), /^-----BEGIN CERTIFICATE-----/, 'a real openssl CA, from the serialised ClusterPki provider');
     const instance = monitor.registrations.find((r) => r.type === 'aws:ec2/instance:Instance')!;
     const ud = unwrapSecrets(instance.inputs.userDataBase64);
     assert.equal(ud.secret, true);
     const doc = pyYamlLoad(Buffer.from(String(ud.value), 'base64').toString('utf8')) as { ssh_keys: Record<string, string> };
-    assert.equal(doc.ssh_keys.ed25519_public, inv.nodes[0]!.hostPublicKey);
+    assert.equal(doc.ssh_keys.ed25519_public, inv.nodes[0]!.hostKey);
+  });
+
+  it("writes inventory.json and its files, which flotilla verify's loader accepts as they are", () => {
+    assert.equal(fs.statSync(invDir).mode & 0o777, 0o700);
+    assert.deepEqual(fs.readdirSync(invDir).sort(), ['etcd-ca.crt', 'etcd-client.crt', 'etcd-client.key', 'inventory.json']);
+    assert.equal(fs.statSync(path.join(invDir, 'etcd-client.key')).mode & 0o777, 0o600);
+    assert.match(fs.readFileSync(path.join(invDir, 'etcd-client.key'), 'utf8'), /PRIVATE KEY/);
+    const inv = loadInventoryFile(path.join(invDir, 'inventory.json'));
+    assert.equal(inv.name, 'demo');
+    assert.equal(inv.ssh.privateKeyFile, keyFile);
+    assert.deepEqual(inv.nodes.map((n) => [n.name, n.address, n.ssh.host, n.ssh.port, n.ssh.user, n.etcdMember]), [['node1', '10.99.0.11', '198.51.100.7', 22, 'core', true]]);
+    assert.deepEqual(inv.etcd.tls, { caFile: path.join(invDir, 'etcd-ca.crt'), certFile: path.join(invDir, 'etcd-client.crt'), keyFile: path.join(invDir, 'etcd-client.key') });
+    for (const f of Object.values(inv.etcd.tls!)) assert.ok(fs.existsSync(f), f);
+    assert.equal(inv.etcd.access, 'tunnel');
+    assert.equal(inv.keyPrefix, '/flotilla/demo/');
   });
 
   it('keeps private keys secret in the resource state', () => {

@@ -6,12 +6,15 @@
  * libvirtd in libvirt-driver.test.ts.
  */
 import assert from 'node:assert/strict';
+import * as path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { utils } from 'ssh2';
 import { PKI } from '../../src/config/node-files';
 import { stateDir } from '../../src/provision/local/state';
 import { clusterLinks, defaultPorts } from '../../src/provision/libvirt/domain-xml';
+import { PROJECT_ROOT } from '../../src/provision/pulumi/dynamic';
 import { hostKeysProvider } from '../../src/provision/pulumi/host-keys';
+import { resolveInventory } from '../../src/verify/inventory';
 import { program, type ProgramDeps } from '../../src/provision/pulumi/program';
 import { stackStructure } from '../../src/provision/pulumi/plan';
 import { pyYamlLoad } from '../helpers/pyyaml';
@@ -84,6 +87,7 @@ describe('libvirt stack, 4 nodes with secret delivery (mock runtime)', () => {
       'pulumi-nodejs:dynamic/flotilla:HostKeys demo-host-keys <- demo',
       ...nodes.map((n) => `${DOMAIN_TYPE} demo-${n} <- demo`),
       ...nodes.map((n) => `${SECRETS_TYPE} demo-${n}-secrets <- demo`),
+      'pulumi-nodejs:dynamic/flotilla:LocalInventory demo-inventory <- demo',
     ].sort());
     assert.deepEqual([deps.imageIds, deps.probed], [[undefined], 1], 'the image is resolved and the accelerator probed once, at the entry point');
     for (const r of rec.resources.filter((x) => x.type.startsWith('pulumi-nodejs:dynamic/'))) {
@@ -156,9 +160,17 @@ describe('libvirt stack, 4 nodes with secret delivery (mock runtime)', () => {
 
   it('exports the inventory with 127.0.0.1 endpoints, not secret', async () => {
     const inv = await promiseOf(out.inventory);
-    assert.deepEqual(inv.nodes.map((n) => [n.name, n.sshHost, n.sshPort, n.address, n.role]), nodes.map((n, i) => [n, '127.0.0.1', ports.sshPortBase + i, `10.99.0.${11 + i}`, i < 3 ? 'controller' : 'worker']));
-    assert.equal(inv.platform, 'libvirt');
-    assert.equal(inv.etcd.caCert, 'CA-CERT');
+    assert.deepEqual(inv.nodes.map((n) => [n.name, n.ssh.host, n.ssh.port, n.address, n.role]), nodes.map((n, i) => [n, '127.0.0.1', ports.sshPortBase + i, `10.99.0.${11 + i}`, i < 3 ? 'controller' : 'worker']));
+    assert.equal(inv.etcd.access, 'tunnel');
+    // The SSH key was given inline (flotilla:sshPrivateKey): LocalInventory writes it next to the inventory, 0600.
+    assert.equal(inv.ssh?.privateKeyFile, path.join(PROJECT_ROOT, '.flotilla/pulumi/demo/ssh-key'));
+    const local = rec.byName('demo-inventory');
+    const files = local.inputs.files as Array<{ name: string; contents: string; mode: number }>;
+    assert.deepEqual(files.map((f) => [f.name, f.mode]), [['etcd-ca.crt', 0o644], ['etcd-client.crt', 0o644], ['etcd-client.key', 0o600], ['ssh-key', 0o600]]);
+    assert.equal(files.find((f) => f.name === 'ssh-key')!.contents.trim(), KEY.private.trim());
+    assert.deepEqual(local.secretInputs, ['files']);
+    const resolved = resolveInventory(inv, { baseDir: '/', readFile: () => KEY.private });
+    assert.deepEqual(resolved.nodes.map((n) => n.ssh.port), nodes.map((_, i) => ports.sshPortBase + i));
     assert.equal(await isSecret(out.inventory), false);
     assert.deepEqual(rec.byName('demo-pki').additionalSecretOutputs, ['caKey', 'clientKey', 'memberKeys']);
   });

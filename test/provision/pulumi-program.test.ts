@@ -18,6 +18,7 @@ import { clusterPkiProvider } from '../../src/provision/pulumi/cluster-pki';
 import { PROJECT_ROOT } from '../../src/provision/pulumi/dynamic';
 import { hostKeysProvider } from '../../src/provision/pulumi/host-keys';
 import { libvirtDomainProvider } from '../../src/provision/pulumi/libvirt-domain';
+import { localInventoryProvider, type LocalInventoryOutputs } from '../../src/provision/pulumi/local-inventory';
 import { nodeSecretsProvider } from '../../src/provision/pulumi/node-secrets';
 import { program, type ProgramDeps } from '../../src/provision/pulumi/program';
 import { pulumiCopies, promiseOf, startMocks } from './pulumi-mocks';
@@ -188,5 +189,26 @@ describe('dynamic providers, serialised, in a plain node process', () => {
     const files = [{ path: '/etc/x', contents: 'x', mode: 384 }];
     const same = await runSerialised(nodeSecretsProvider, `async (p) => p.diff('id', { node: 'n', host: 'h', port: 22, user: 'core', hostPublicKey: 'k', filesDigest: 'nope' }, { node: 'n', host: 'h', port: 22, user: 'core', hostPublicKey: 'k', files: ${JSON.stringify(files)} })`);
     assert.deepEqual(same, { changes: true, replaces: [], deleteBeforeReplace: false });
+  });
+});
+
+describe('LocalInventory provider', () => {
+  it('writes, rewrites (dropping files no longer listed) and removes the inventory directory', async () => {
+    const dir = path.join(tmp, 'inv', 'demo');
+    const first = { dir, inventory: { name: 'demo' }, files: [{ name: 'etcd-client.key', contents: 'KEY', mode: 0o600 }, { name: 'ssh-key', contents: 'SSH', mode: 0o600 }] };
+    assert.deepEqual((await localInventoryProvider.check!({}, first)).failures, []);
+    assert.deepEqual((await localInventoryProvider.check!({}, { ...first, files: [{ name: '../escape', contents: '', mode: 0o600 }] })).failures?.map((f) => f.property), ['files']);
+    const created = (await localInventoryProvider.create!(first)).outs as LocalInventoryOutputs;
+    assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
+    assert.equal(fs.statSync(path.join(dir, 'ssh-key')).mode & 0o777, 0o600);
+    assert.deepEqual(JSON.parse(fs.readFileSync(created.inventoryFile, 'utf8')), { name: 'demo' });
+    assert.equal((await localInventoryProvider.diff!('id', created, first)).changes, false);
+    const second = { ...first, inventory: { name: 'demo', nodes: [] }, files: [first.files[0]!] };
+    assert.deepEqual(await localInventoryProvider.diff!('id', created, second), { changes: true, replaces: [], deleteBeforeReplace: true });
+    const updated = (await localInventoryProvider.update!('id', created, second)).outs as LocalInventoryOutputs;
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['etcd-client.key', 'inventory.json']);
+    assert.deepEqual((await localInventoryProvider.diff!('id', updated, { ...second, dir: `${dir}2` })).replaces, ['dir']);
+    await localInventoryProvider.delete!('id', updated);
+    assert.equal(fs.existsSync(dir), false);
   });
 });

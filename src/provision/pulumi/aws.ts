@@ -247,7 +247,7 @@ export function createAwsNodes(
       },
     );
     instances.push(instance);
-    endpoints.push(pulumi.all([instance.publicIp, instance.privateIp]).apply(([pub, priv]) => [n.name, { sshHost: pub, sshPort: 22, address: priv }] as [string, NodeEndpoint]));
+    endpoints.push(instance.publicIp.apply((pub) => [n.name, { sshHost: pub, sshPort: 22 }] as [string, NodeEndpoint]));
   });
   return {
     endpoints: pulumi.all(endpoints).apply((e) => Object.fromEntries(e)),

@@ -14,6 +14,7 @@
  *        <name>-<node>-ignition role policy)
  *   libvirt: per node <name>-<node> (LibvirtDomain, dynamic)
  *   <name>-<node>-secrets            NodeSecrets (dynamic; when sshPrivateKey is given)
+ *   <name>-inventory                 LocalInventory (dynamic; when inventoryDir is given)
  */
 import * as pulumi from '@pulumi/pulumi';
 import { FlotillaError } from '../../errors';
@@ -23,8 +24,9 @@ import { nodePkiFiles } from '../pki';
 import { createAwsNodes, type AwsClusterArgs } from './aws';
 import { ClusterPki, nodePkiFilesFrom } from './cluster-pki';
 import { HostKeys } from './host-keys';
-import { buildInventory, type Inventory, type NodeEndpoint } from './inventory';
+import { buildInventory, INVENTORY_FILES, type InventoryFile, type NodeEndpoint } from './inventory';
 import { createLibvirtNodes, type LibvirtClusterArgs } from './libvirt';
+import { LocalInventory, type LocalFile } from './local-inventory';
 import { NodeSecrets } from './node-secrets';
 import { checkStackKey, renderStack, resolveStackSpec, stackEtcdEndpoints, stackStructure, STACK_PLATFORMS, type PlacedNode, type StackPlatform, type StackSpecInput } from './plan';
 
@@ -55,6 +57,16 @@ export interface ClusterArgs {
   sshPrivateKey?: pulumi.Input<string>;
   /** How long secret delivery waits for a node's SSH (default 15 minutes). */
   sshTimeoutMs?: number;
+  /**
+   * Where the SSH private key is on this machine: the inventory names it. Without it, a given
+   * `sshPrivateKey` is written into `inventoryDir` (0600) and named instead. Plain.
+   */
+  sshPrivateKeyFile?: string;
+  /**
+   * A directory on this machine for inventory.json and the files it names (etcd CA, client
+   * certificate and key), written by a LocalInventory resource and removed on destroy. Plain.
+   */
+  inventoryDir?: string;
   /** Required when platform is aws. */
   aws?: AwsClusterArgs;
   /** Required when platform is libvirt. */
@@ -66,8 +78,10 @@ function fail(message: string, self: pulumi.Resource): never {
 }
 
 export class Cluster extends pulumi.ComponentResource {
-  /** Everything `flotilla verify --inventory` needs (no secrets). */
-  readonly inventory: pulumi.Output<Inventory>;
+  /** What `flotilla verify --inventory` reads (no secrets; files are named by path). */
+  readonly inventory: pulumi.Output<InventoryFile>;
+  /** inventory.json in `inventoryDir`, when one is given. */
+  readonly inventoryFile: pulumi.Output<string | undefined>;
   /** Cluster address per node (etcd and agent traffic). */
   readonly addresses: pulumi.Output<Record<string, string>>;
   /** Where each node's SSH answers. */
@@ -180,9 +194,35 @@ export class Cluster extends pulumi.ComponentResource {
     this.hostPublicKeys = hostKeys.publicKeys;
     this.etcdEndpoints = pulumi.output(stackEtcdEndpoints(structure));
     this.caCert = pki ? pki.caCert : pulumi.output(undefined);
-    this.inventory = pulumi.all([endpoints, hostKeys.publicKeys, this.caCert]).apply(([eps, keys, ca]) => buildInventory(structure, eps, keys, ca));
+    const sshKeyInDir = args.sshPrivateKeyFile === undefined && args.sshPrivateKey !== undefined && args.inventoryDir !== undefined;
+    const invOpts = {
+      ...(args.inventoryDir !== undefined ? { dir: args.inventoryDir } : {}),
+      ...(args.sshPrivateKeyFile !== undefined ? { privateKeyFile: args.sshPrivateKeyFile } : {}),
+      sshKeyInDir,
+      ...(args.specFile !== undefined ? { specFile: args.specFile } : {}),
+    };
+    this.inventory = pulumi.all([endpoints, hostKeys.publicKeys]).apply(([eps, keys]) => buildInventory(structure, eps, keys, invOpts));
+    if (args.inventoryDir !== undefined) {
+      const files: pulumi.Output<LocalFile[]> = pulumi.secret(
+        pulumi.all([pki?.caCert, pki?.clientCert, pki?.clientKey, args.sshPrivateKey]).apply(([ca, cert, key, sshKey]) => [
+          ...(ca && cert && key
+            ? [
+                { name: INVENTORY_FILES.ca, contents: ca, mode: 0o644 },
+                { name: INVENTORY_FILES.clientCert, contents: cert, mode: 0o644 },
+                { name: INVENTORY_FILES.clientKey, contents: key, mode: 0o600 },
+              ]
+            : []),
+          ...(sshKeyInDir && sshKey ? [{ name: INVENTORY_FILES.sshKey, contents: sshKey.endsWith('\n') ? sshKey : `${sshKey}\n`, mode: 0o600 }] : []),
+        ]),
+      );
+      const local = new LocalInventory(`${name}-inventory`, { dir: args.inventoryDir, inventory: this.inventory as pulumi.Output<unknown> as pulumi.Output<Record<string, unknown>>, files }, { parent: this });
+      this.inventoryFile = local.inventoryFile;
+    } else {
+      this.inventoryFile = pulumi.output(undefined);
+    }
     this.registerOutputs({
       inventory: this.inventory,
+      inventoryFile: this.inventoryFile,
       addresses: this.addresses,
       sshEndpoints: this.sshEndpoints,
       hostPublicKeys: this.hostPublicKeys,

@@ -3,6 +3,8 @@
  * place, at the program's entry point. Every problem is reported at once, each naming its key
  * and what to do; the program stops with a pulumi.RunError (printed without a stack trace).
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
 import { CONFIG_FORMATS, type ConfigFormat } from '../../config/spec';
@@ -25,6 +27,10 @@ export interface StackConfig {
   /** The public key, always handled as a secret (it may have been set with --secret). */
   sshKey: pulumi.Output<string>;
   sshPrivateKey?: pulumi.Output<string>;
+  /** Absolute path of the SSH private key on this machine, if configured. */
+  sshPrivateKeyFile?: string;
+  /** Absolute directory for inventory.json and its files; undefined: none is written. */
+  inventoryDir?: string;
   aws?: {
     region?: string;
     instanceType?: string;
@@ -46,7 +52,7 @@ export interface StackConfig {
 
 /** Every key the program reads, for the docs and for typo hints. */
 export const CONFIG_KEYS = [
-  'platform', 'clusterName', 'nodeCount', 'format', 'spec', 'cidr', 'sshKey', 'sshPrivateKey',
+  'platform', 'clusterName', 'nodeCount', 'format', 'spec', 'cidr', 'sshKey', 'sshPrivateKey', 'sshPrivateKeyFile', 'inventoryDir',
   'region', 'instanceType', 'image', 'adminCidr', 'vpcId', 'subnetId', 'availabilityZone',
   'libvirtUri', 'accel', 'sshPortBase', 'cpus', 'memoryMiB',
 ] as const;
@@ -93,7 +99,7 @@ function cidrValue(p: Problems, cfg: pulumi.Config, key: string, example: string
  * Reads and checks the stack configuration. `projectDir` anchors a relative `spec` path (the
  * directory holding Pulumi.yaml). Throws pulumi.RunError listing every problem.
  */
-export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(CONFIG_NAMESPACE), projectDir: string = process.cwd()): StackConfig {
+export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(CONFIG_NAMESPACE), projectDir: string = process.cwd(), stack: string = pulumi.getStack()): StackConfig {
   const p = new Problems();
   const platform = choice(p, cfg, 'platform', STACK_PLATFORMS);
   if (cfg.get('platform') === undefined) p.add('platform', `is required: pulumi config set ${CONFIG_NAMESPACE}:platform aws (or libvirt)`);
@@ -120,6 +126,20 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(CONFIG_NA
   if (privText !== undefined && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privText)) {
     p.add('sshPrivateKey', 'must be an OpenSSH or PEM private key (set it with --secret: pulumi config set --secret flotilla:sshPrivateKey < ~/.ssh/id_ed25519)');
   }
+  const keyFileRaw = cfg.get('sshPrivateKeyFile');
+  let sshPrivateKeyFile: string | undefined;
+  let keyFromFile: string | undefined;
+  if (keyFileRaw !== undefined) {
+    sshPrivateKeyFile = path.resolve(projectDir, keyFileRaw.replace(/^~(?=$|\/)/, os.homedir()));
+    try {
+      keyFromFile = fs.readFileSync(sshPrivateKeyFile, 'utf8');
+      if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(keyFromFile)) p.add('sshPrivateKeyFile', `${sshPrivateKeyFile} is not an OpenSSH or PEM private key`);
+    } catch (err) {
+      p.add('sshPrivateKeyFile', `cannot read ${sshPrivateKeyFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+  const invRaw = cfg.get('inventoryDir');
+  const inventoryDir = invRaw === '-' ? undefined : path.resolve(projectDir, invRaw ?? path.join('.flotilla', 'pulumi', stack));
 
   let aws: StackConfig['aws'];
   let libvirt: StackConfig['libvirt'];
@@ -186,7 +206,13 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(CONFIG_NA
     ...(specFile !== undefined ? { specFile } : {}),
     ...(cidr !== undefined ? { cidr } : {}),
     sshKey: cfg.requireSecret('sshKey').apply((k) => k.trim()),
-    ...(privText !== undefined ? { sshPrivateKey: cfg.requireSecret('sshPrivateKey') } : {}),
+    ...(privText !== undefined
+      ? { sshPrivateKey: cfg.requireSecret('sshPrivateKey') }
+      : keyFromFile !== undefined
+        ? { sshPrivateKey: pulumi.secret(keyFromFile) }
+        : {}),
+    ...(sshPrivateKeyFile !== undefined ? { sshPrivateKeyFile } : {}),
+    ...(inventoryDir !== undefined ? { inventoryDir } : {}),
     ...(aws ? { aws } : {}),
     ...(libvirt ? { libvirt } : {}),
   };

@@ -42,6 +42,7 @@ export interface StackOutputs {
   hostPublicKeys: Cluster['hostPublicKeys'];
   etcdEndpoints: Cluster['etcdEndpoints'];
   caCert: Cluster['caCert'];
+  inventoryFile: Cluster['inventoryFile'];
 }
 
 export async function program(deps: ProgramDeps = realDeps): Promise<StackOutputs> {
@@ -54,6 +55,8 @@ export async function program(deps: ProgramDeps = realDeps): Promise<StackOutput
     ...(config.format !== undefined ? { format: config.format } : {}),
     ...(config.cidr !== undefined ? { cidr: config.cidr } : {}),
     ...(config.sshPrivateKey !== undefined ? { sshPrivateKey: config.sshPrivateKey } : {}),
+    ...(config.sshPrivateKeyFile !== undefined ? { sshPrivateKeyFile: config.sshPrivateKeyFile } : {}),
+    ...(config.inventoryDir !== undefined ? { inventoryDir: config.inventoryDir } : {}),
   };
   if (config.aws) args.aws = { ...config.aws };
   if (config.libvirt) {
@@ -82,6 +85,7 @@ export async function program(deps: ProgramDeps = realDeps): Promise<StackOutput
     hostPublicKeys: cluster.hostPublicKeys,
     etcdEndpoints: cluster.etcdEndpoints,
     caCert: cluster.caCert,
+    inventoryFile: cluster.inventoryFile,
   };
 }
 
