@@ -7,6 +7,7 @@ import { unitsCommands } from './commands/units';
 import { verifyCommand } from './commands/verify';
 import { unitsRemoteCommands } from './commands/units-remote';
 import { clusterCommands } from './commands/cluster';
+import { smokeCommand } from './commands/smoke';
 
 /** Every CLI command; `flotilla --help` lists them in this order. */
-export const commands: CommandSpec[] = [...clusterCommands, renderCommand, validateCommand, convertCommand, fleetdCommand, ...unitsCommands, verifyCommand, ...unitsRemoteCommands];
+export const commands: CommandSpec[] = [...clusterCommands, renderCommand, validateCommand, convertCommand, fleetdCommand, ...unitsCommands, verifyCommand, smokeCommand, ...unitsRemoteCommands];

@@ -1,16 +1,20 @@
 import { writeFileAtomic } from '../../util/fs';
 import { loadTestModules } from '../../verify/checks/api';
-import { findInventory } from '../../verify/inventory';
+import { findInventory, registerInventoryProvider } from '../../verify/inventory';
+import { localInventoryProvider } from '../../provision/local/inventory';
 import { FORMATS, HumanReporter, formatReport } from '../../verify/report';
 import { parseSuites } from '../../verify/suites';
 import { runVerify } from '../../verify/verify';
 import { choiceOpt, intOpt, stringOpt, type CommandSpec } from '../command';
+
+registerInventoryProvider('local', localInventoryProvider);
 
 export const verifyCommand: CommandSpec = {
   name: 'verify',
   summary: 'Check that a cluster really works, over pinned SSH connections (suites, custom checks, TAP/JUnit/JSON)',
   options: {
     inventory: { type: 'string', short: 'i', description: 'inventory file: nodes, SSH endpoints, pinned host keys, etcd (env FLOTILLA_INVENTORY)', valueName: 'FILE' },
+    cluster: { type: 'string', short: 'c', description: 'a local cluster by name (instead of --inventory)', valueName: 'NAME' },
     suite: { type: 'string', short: 's', description: 'suites to run, comma-separated: node,etcd,fleet,discovery,failover (default: all but failover)', valueName: 'LIST' },
     checks: { type: 'string', multiple: true, description: 'YAML resource checks (file, service, port, command, http, etcd-key); repeatable', valueName: 'FILE' },
     tests: { type: 'string', multiple: true, description: 'TypeScript test module (registerTest / exported tests); repeatable', valueName: 'FILE' },
@@ -32,8 +36,8 @@ export const verifyCommand: CommandSpec = {
     const format = choiceOpt(p, 'format', cmd, FORMATS) ?? 'human';
     const suites = p.values.suite !== undefined ? parseSuites(String(p.values.suite)) : undefined;
     const file = stringOpt(p, 'inventory', cmd);
-    // `--cluster NAME` will resolve through registerInventoryProvider (src/verify/inventory.ts).
-    const inventory = await findInventory(file ? { file } : {});
+    const cluster = stringOpt(p, 'cluster', cmd);
+    const inventory = await findInventory(file ? { file } : cluster ? { cluster } : {});
     const tests = p.values.tests ? loadTestModules(p.values.tests as string[]) : [];
     const out = stringOpt(p, 'out', cmd);
     const live = format === 'human' && !out ? new HumanReporter(io.out, io.isTTY) : undefined;

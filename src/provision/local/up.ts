@@ -253,6 +253,12 @@ export async function upLocal(opts: UpOptions): Promise<UpResult> {
     phases,
     cpuSeconds: {},
   };
+  // The rendered documents stay beside each node (0600: they hold its host key) for artifacts.
+  for (const r of rendered) {
+    const ndir = path.dirname(cluster.nodes.find((n) => n.name === r.node)!.consoleLog);
+    writeFileAtomic(path.join(ndir, r.format === 'ignition' ? 'rendered.ign' : 'rendered.user-data'), r.userData, 0o600);
+    if (r.networkConfig) writeFileAtomic(path.join(ndir, 'rendered.network-config'), r.networkConfig, 0o600);
+  }
   // Known before anything else can fail, so `down` and `ssh` always work on what was launched.
   writeFileAtomic(f.knownHosts, record.nodes.map((n) => `[127.0.0.1]:${n.sshPort} ${n.hostPublicKey}`).join('\n') + '\n', 0o644);
   writeFileAtomic(f.record, `${JSON.stringify(record, null, 2)}\n`, 0o644);

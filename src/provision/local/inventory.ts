@@ -1,0 +1,56 @@
+/**
+ * The verification inventory of a local cluster, from its record: `flotilla verify
+ * --cluster NAME` and `flotilla smoke` use it. The host reaches etcd through a tunnel over
+ * a node's pinned SSH connection (the cluster network lives in its own namespace).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { writeFileAtomic } from '../../util/fs';
+import type { Inventory } from '../../verify/inventory';
+import { readPki } from '../pki';
+import { clusterDir } from './cluster';
+import { readRecord, type ClusterRecord } from './up';
+
+export function inventoryFromRecord(record: ClusterRecord): Inventory {
+  const dir = clusterDir(record.name);
+  let tls: Inventory['etcd']['tls'];
+  if (record.tls) {
+    const pki = readPki(path.join(dir, 'pki.json'));
+    if (pki) {
+      const pkiDir = path.join(dir, 'pki');
+      const caFile = path.join(pkiDir, 'ca.crt');
+      const certFile = path.join(pkiDir, 'client.crt');
+      const keyFile = path.join(pkiDir, 'client.key');
+      writeFileAtomic(caFile, pki.ca.cert, 0o644);
+      writeFileAtomic(certFile, pki.client.cert, 0o644);
+      writeFileAtomic(keyFile, pki.client.key, 0o600);
+      tls = { caFile, certFile, keyFile };
+    }
+  }
+  const scheme = record.tls ? 'https' : 'http';
+  return {
+    name: record.name,
+    ssh: { privateKey: fs.readFileSync(record.sshKeyFile, 'utf8'), privateKeyFile: record.sshKeyFile },
+    nodes: record.nodes.map((n) => ({
+      name: n.name,
+      address: n.address,
+      hostKey: n.hostPublicKey,
+      ssh: { host: '127.0.0.1', port: n.sshPort, user: record.user, netns: record.netns },
+      role: n.etcdMember ? 'controller' : 'worker',
+      etcdMember: n.etcdMember,
+      metadata: n.metadata,
+      ...(n.machineId ? { machineId: n.machineId } : {}),
+      etcdEndpoint: `${scheme}://${n.address}:${record.clientPort}`,
+      agent: { stopCommand: 'systemctl stop flotilla-fleetd', startCommand: 'systemctl start flotilla-fleetd' },
+    })),
+    etcd: { endpoints: record.etcdEndpoints, clientPort: record.clientPort, ...(tls ? { tls } : {}), access: 'tunnel', etcdctl: 'etcdctl' },
+    keyPrefix: record.keyPrefix,
+    discovery: { prefix: `${record.keyPrefix}services/`, services: [] },
+  };
+}
+
+/** Inventory provider for registerInventoryProvider: local clusters by name. */
+export async function localInventoryProvider(name: string): Promise<Inventory | undefined> {
+  const record = readRecord(name);
+  return record ? inventoryFromRecord(record) : undefined;
+}
