@@ -27,7 +27,12 @@ import { clusterPkiProvider, nodePkiFilesFrom, type ClusterPkiOutputs } from '..
 import { hostKeysProvider, type HostKeysOutputs } from '../../src/provision/pulumi/host-keys';
 import { libvirtDomainProvider, type LibvirtDomainInputs, type LibvirtDomainOutputs } from '../../src/provision/pulumi/libvirt-domain';
 import { nodeSecretsProvider, type NodeSecretsInputs } from '../../src/provision/pulumi/node-secrets';
+import { buildInventory, INVENTORY_FILES } from '../../src/provision/pulumi/inventory';
+import { localInventoryProvider, type LocalInventoryOutputs } from '../../src/provision/pulumi/local-inventory';
 import { renderStack, resolveStackSpec } from '../../src/provision/pulumi/plan';
+import type { ResolvedSpec } from '../../src/config/spec';
+import { loadInventoryFile } from '../../src/verify/inventory';
+import { runVerify } from '../../src/verify/verify';
 
 const CLUSTER = `lv${process.pid}`;
 const NODE = 'node1';
@@ -100,6 +105,7 @@ describe('libvirt driver through the LibvirtDomain provider (real libvirtd)', { 
   let hostKey: string;
   let pki: ClusterPkiOutputs;
   let sshPort: number;
+  let spec: ResolvedSpec;
 
   before(async () => {
     ensureLibvirtd();
@@ -110,7 +116,7 @@ describe('libvirt driver through the LibvirtDomain provider (real libvirtd)', { 
     fs.chmodSync(stateDir, 0o711); // libvirt-qemu must reach the volumes and console log below it
     const key = utils.generateKeyPairSync('ed25519', { comment: 'libvirt-test@flotilla' });
     auth = { username: 'core', privateKey: key.private };
-    const spec = resolveStackSpec({ name: CLUSTER, platform: 'libvirt', nodeCount: 1 }, [key.public.trim()]);
+    spec = resolveStackSpec({ name: CLUSTER, platform: 'libvirt', nodeCount: 1 }, [key.public.trim()]);
     // Host keys and PKI the way the stack makes them: the providers' create, directly.
     const hk = (await hostKeysProvider.create!({ cluster: CLUSTER, nodes: [NODE] })).outs as HostKeysOutputs;
     const keys: Record<string, HostKeyPair> = { [NODE]: { type: 'ed25519', publicKey: hk.publicKeys[NODE]!, privateKey: hk.privateKeys[NODE]! } };
@@ -204,6 +210,26 @@ describe('libvirt driver through the LibvirtDomain provider (real libvirtd)', { 
     assert.deepEqual(modes.stdout.trim().split('\n'), [`600 ${PKI.etcdServerKey}`, `644 ${PKI.ca}`]);
     const again = await nodeSecretsProvider.diff!('x', res.outs, secretInputs);
     assert.equal(again.changes, false, 'the same files are not delivered again');
+  });
+
+  it('flotilla verify (node and etcd suites) passes with the inventory the stack writes', async () => {
+    const keyFile = path.join(stateDir, 'id_ed25519');
+    fs.writeFileSync(keyFile, auth.privateKey as string, { mode: 0o600 });
+    const dir = path.join(stateDir, 'inventory');
+    const inventory = buildInventory(spec, { [NODE]: { sshHost: '127.0.0.1', sshPort } }, { [NODE]: hostKey }, { dir, privateKeyFile: keyFile });
+    const files = [
+      { name: INVENTORY_FILES.ca, contents: pki.caCert, mode: 0o644 },
+      { name: INVENTORY_FILES.clientCert, contents: pki.clientCert, mode: 0o644 },
+      { name: INVENTORY_FILES.clientKey, contents: pki.clientKey, mode: 0o600 },
+    ];
+    const written = (await localInventoryProvider.create!({ dir, inventory: inventory as unknown as Record<string, unknown>, files })).outs as LocalInventoryOutputs;
+    const t0 = Date.now();
+    const { report } = await runVerify({ inventory: loadInventoryFile(written.inventoryFile), suites: ['node', 'etcd'], timeoutMs: 120_000, retryTimeoutMs: 120_000 });
+    log(`verify node+etcd: ${report.summary.pass} pass, ${report.summary.skip} skip, ${report.summary.fail} fail, ${report.summary.error} error in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    const bad = report.results.filter((r) => r.status === 'fail' || r.status === 'error').map((r) => `${r.id}: ${r.message}`);
+    assert.deepEqual(bad, []);
+    assert.ok(report.ok && report.summary.pass > 0);
+    await localInventoryProvider.delete!('x', written);
   });
 
   it('diff() tells in-place changes from replacements', async () => {
