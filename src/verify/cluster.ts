@@ -177,7 +177,7 @@ export class VerifyCluster {
     this.registryP ??= (async () => {
       const endpoints = await this.hostEtcdEndpoints();
       const tls = this.inventory.etcd.tls ? readTlsFiles(this.inventory.etcd.tls) : undefined;
-      return Registry.connect({ endpoints, prefix: this.inventory.keyPrefix, ...(tls ? { tls } : {}), dialTimeoutMs: this.options.etcdTimeoutMs ?? 5000 });
+      return Registry.connect({ endpoints, prefix: this.inventory.keyPrefix, ...(tls ? { tls } : {}), dialTimeoutMs: this.options.etcdTimeoutMs ?? 5000, requestTimeoutMs: this.options.etcdTimeoutMs ?? 5000 });
     })();
     this.registryP.catch(() => (this.registryP = undefined));
     return this.registryP;

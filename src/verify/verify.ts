@@ -32,6 +32,8 @@ export interface VerifyOptions {
   retryTimeoutMs?: number;
   failoverTimeoutMs?: number;
   ssh?: ConnectOptions;
+  /** etcd dial/request deadline for the host's registry connection (ms, default 5000). */
+  etcdTimeoutMs?: number;
   /** Reuse an open cluster (smoke keeps its connections for artifacts); it is not closed here. */
   cluster?: VerifyCluster;
   artifacts?: string | Artifacts;
@@ -54,7 +56,7 @@ export async function runVerify(opts: VerifyOptions): Promise<VerifyRun> {
   const checkFiles: CheckFile[] = (opts.checksFiles ?? []).map((f) => loadChecksFile(f, nodeNames));
   const custom = checkFiles.length > 0 || (opts.tests?.length ?? 0) > 0;
   const suites = [...(opts.suites ?? (custom ? [] : DEFAULT_SUITES))];
-  const cluster = opts.cluster ?? new VerifyCluster(inv, { ...(opts.ssh ? { ssh: opts.ssh } : {}), ...(opts.spec ? { spec: opts.spec } : {}) });
+  const cluster = opts.cluster ?? new VerifyCluster(inv, { ...(opts.ssh ? { ssh: opts.ssh } : {}), ...(opts.spec ? { spec: opts.spec } : {}), ...(opts.etcdTimeoutMs ? { etcdTimeoutMs: opts.etcdTimeoutMs } : {}) });
   try {
     const connectStart = Date.now();
     const { failed } = await cluster.connect();

@@ -18,7 +18,7 @@ export async function cli(...argv: string[]): Promise<CliResult> {
 
 export const BIN = path.join(__dirname, '..', '..', 'bin', 'flotilla');
 
-export function cliProcess(argv: string[], opts: { cwd?: string; input?: string } = {}): CliResult {
-  const r = spawnSync(process.execPath, [BIN, ...argv], { encoding: 'utf8', cwd: opts.cwd, input: opts.input, timeout: 120_000 });
+export function cliProcess(argv: string[], opts: { cwd?: string; input?: string; timeoutMs?: number } = {}): CliResult {
+  const r = spawnSync(process.execPath, [BIN, ...argv], { encoding: 'utf8', cwd: opts.cwd, input: opts.input, timeout: opts.timeoutMs ?? 120_000, maxBuffer: 64 * 1024 * 1024 });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }

@@ -33,7 +33,7 @@ test('cluster PKI: etcd serves with a member certificate, accepts the client cer
       '--cert-file', path.join(dir, 's.crt'), '--key-file', path.join(dir, 's.key'), '--trusted-ca-file', path.join(dir, 'ca.crt'), '--client-cert-auth',
     ], path.join(dir, 'etcd.log'));
     let reg: Registry | undefined;
-    for (let i = 0; i < 100 && !reg; i++) {
+    for (let i = 0; i < 300 && !reg; i++) {
       reg = await Registry.connect({ endpoints: [url], cluster: 'pki', tls: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key }, dialTimeoutMs: 1000 }).catch(() => undefined);
       if (!reg) await sleep(100);
     }

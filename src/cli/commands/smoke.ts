@@ -63,7 +63,8 @@ export const smokeCommand: CommandSpec = {
         throw err;
       }
       io.err('smoke: verifying\n');
-      const { report } = await runVerify({ inventory: inventoryFromRecord(record), spec, artifacts, retryTimeoutMs: 60_000 });
+      // Emulated (TCG) nodes need seconds per command (cloud-init's Python alone ~10-25 s).
+      const { report } = await runVerify({ inventory: inventoryFromRecord(record), spec, artifacts, timeoutMs: 180_000, retryTimeoutMs: 120_000, ssh: { commandTimeoutMs: 120_000 }, etcdTimeoutMs: 30_000 });
       const text = formatReport(report, format);
       const out = stringOpt(p, 'out', 'smoke');
       if (out) writeFileAtomic(out, text);

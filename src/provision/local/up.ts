@@ -416,7 +416,8 @@ export async function connectRecord(record: ClusterRecord, viaClient?: Client): 
       if (!pki) throw new FlotillaError('not-found', `cluster ${record.name}: ${files(record.name).pki} is missing`);
       tls = { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key };
     }
-    const registry = await Registry.connect({ endpoints: [`${record.tls ? 'https' : 'http'}://127.0.0.1:${tunnel.port}`], prefix: record.keyPrefix, ...(tls ? { tls } : {}) });
+    // Emulated nodes answer slowly: generous deadlines, or a busy etcd reads as a dead one.
+    const registry = await Registry.connect({ endpoints: [`${record.tls ? 'https' : 'http'}://127.0.0.1:${tunnel.port}`], prefix: record.keyPrefix, ...(tls ? { tls } : {}), dialTimeoutMs: 30_000, requestTimeoutMs: 30_000 });
     const t = tunnel;
     return {
       registry,
