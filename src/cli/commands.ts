@@ -8,6 +8,7 @@ import { verifyCommand } from './commands/verify';
 import { unitsRemoteCommands } from './commands/units-remote';
 import { clusterCommands } from './commands/cluster';
 import { smokeCommand } from './commands/smoke';
+import { imageCommands } from './commands/image';
 
 /** Every CLI command; `flotilla --help` lists them in this order. */
-export const commands: CommandSpec[] = [...clusterCommands, renderCommand, validateCommand, convertCommand, fleetdCommand, ...unitsCommands, verifyCommand, smokeCommand, ...unitsRemoteCommands];
+export const commands: CommandSpec[] = [...clusterCommands, ...imageCommands, renderCommand, validateCommand, convertCommand, fleetdCommand, ...unitsCommands, verifyCommand, smokeCommand, ...unitsRemoteCommands];
