@@ -11,6 +11,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -91,6 +92,18 @@ function emergencyCleanup(): void {
 }
 process.on('exit', emergencyCleanup);
 
+/** A 127.0.0.1 TCP port nothing listens on right now. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 function qemuProcessesFor(domain: string): number[] {
   const out = spawnSync('pgrep', ['-f', `guest=${domain},`], { encoding: 'utf8' }).stdout;
   return out.split('\n').filter(Boolean).map(Number);
@@ -125,7 +138,7 @@ describe('libvirt driver through the LibvirtDomain provider (real libvirtd)', { 
     const [placed] = renderStack(spec, keys);
     const r = placed!.rendered;
     const n = spec.nodes[0]!;
-    sshPort = 20000 + (process.pid % 20000);
+    sshPort = await freePort();
     inputs = {
       cluster: CLUSTER,
       node: NODE,
@@ -138,7 +151,7 @@ describe('libvirt driver through the LibvirtDomain provider (real libvirtd)', { 
       firstBoot: { node: r.node, format: r.format, userData: r.userData, ...(r.metaData ? { metaData: r.metaData } : {}), ...(r.networkConfig ? { networkConfig: r.networkConfig } : {}) },
       sshPort,
       primaryMac: n.primaryMac,
-      cluster0: { mac: n.clusterMac, ...clusterLinks(1, sshPort + 1)[0]! },
+      cluster0: { mac: n.clusterMac, ...clusterLinks(1, 40000)[0]! /* one node: a hub with no links, no UDP port used */ },
     };
   });
 
