@@ -99,7 +99,11 @@ export async function runCheck(check: Check, cluster: VerifyCluster, opts: RunOp
           return { ...base, status: opts.signal?.aborted ? 'error' : 'fail', message: reason, durationMs: Date.now() - started, attempts: attempt, ...(last.details ? { details: last.details } : {}) };
         }
         if (err instanceof CheckFailed) last = { status: 'fail', message: err.message, ...(err.details ? { details: err.details } : {}) };
-        else {
+        else if (err instanceof SshError && err.kind === 'timeout') {
+          // A command that ran out of the check's time is the node failing the check, not the
+          // harness; an earlier attempt's own verdict says more than "timed out", so it stays.
+          if (last.status !== 'fail') last = { status: 'fail', message: messageOf(err) };
+        } else {
           last = { status: 'error', message: messageOf(err) };
           if (permanent(err)) break;
         }
