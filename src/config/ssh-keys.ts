@@ -42,8 +42,25 @@ export interface HostKeyPair {
 
 /** A fresh ed25519 host key; its public half is what verification pins. */
 export function generateHostKey(comment: string): HostKeyPair {
-  const k = utils.generateKeyPairSync('ed25519', { comment });
-  return { type: 'ed25519', privateKey: k.private.endsWith('\n') ? k.private : `${k.private}\n`, publicKey: k.public.trim() };
+  return generateKeyPair(comment);
+}
+
+/**
+ * An ed25519 key pair in OpenSSH formats. ssh2's generator emits a malformed public key
+ * about once in 200 keys (a leading zero byte of the key is dropped), so every pair is
+ * parsed back before it is used, and a bad one is simply generated again.
+ */
+export function generateKeyPair(comment = ''): HostKeyPair {
+  for (;;) {
+    const k = utils.generateKeyPairSync('ed25519', comment ? { comment } : {});
+    const pub = utils.parseKey(k.public.trim());
+    const priv = utils.parseKey(k.private);
+    if (pub instanceof Error || priv instanceof Error) continue;
+    const a = Array.isArray(pub) ? pub[0] : pub;
+    const b = Array.isArray(priv) ? priv[0] : priv;
+    if (!a || !b || !a.getPublicSSH().equals(b.getPublicSSH())) continue;
+    return { type: 'ed25519', privateKey: k.private.endsWith('\n') ? k.private : `${k.private}\n`, publicKey: k.public.trim() };
+  }
 }
 
 /** The public-key blob of an OpenSSH public key line, for comparing with what a server presents. */

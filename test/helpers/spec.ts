@@ -1,10 +1,10 @@
 /** Builders for test specs. */
-import { utils } from 'ssh2';
+import { generateKeyPair } from '../../src/config/ssh-keys';
 import type { ClusterSpec, NodeSpec } from '../../src/config/spec';
 
 /** A real, freshly generated public key (the private half is discarded). */
 export function testPublicKey(comment = 'test@flotilla'): string {
-  return utils.generateKeyPairSync('ed25519', { comment }).public.trim();
+  return generateKeyPair(comment).publicKey;
 }
 
 const KEY = testPublicKey();

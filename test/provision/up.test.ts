@@ -7,7 +7,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { utils } from 'ssh2';
+import { generateKeyPair } from '../../src/config/ssh-keys';
 import { loadSpecFile } from '../../src/config/load';
 import { clusterDir } from '../../src/provision/local/cluster';
 import { sshConnect, sshExec } from '../../src/provision/local/ssh';
@@ -50,7 +50,7 @@ test('up boots the 3-node example: pinned SSH, etcd over TLS, agents with metada
       } finally {
         c.end();
       }
-      const wrongKey = utils.generateKeyPairSync('ed25519').public;
+      const wrongKey = generateKeyPair('wrong').publicKey;
       await assert.rejects(sshConnect({ host: '127.0.0.1', port: n.sshPort, netns: record.netns }, wrongKey, sshAuth(record), 15_000), /host key mismatch/);
     }
 

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { utils } from 'ssh2';
+import { generateKeyPair } from '../../config/ssh-keys';
 import { FlotillaError } from '../../errors';
 import { loadSpecFile } from '../../config/load';
 import { CONFIG_FORMATS } from '../../config/spec';
@@ -61,7 +61,7 @@ export const clusterCommands: CommandSpec[] = [
       const n = intOpt(p, 'nodes', 'up', 1, 9);
       if (specFile && n !== undefined) throw new FlotillaError('usage', 'flotilla up: give --spec or --nodes, not both');
       const format = choiceOpt(p, 'format', 'up', CONFIG_FORMATS);
-      let spec = specFile ? loadSpecFile(specFile) : defaultLocalSpec(stringOpt(p, 'name', 'up') ?? 'local', n ?? 3, [utils.generateKeyPairSync('ed25519').public]);
+      let spec = specFile ? loadSpecFile(specFile) : defaultLocalSpec(stringOpt(p, 'name', 'up') ?? 'local', n ?? 3, [generateKeyPair().publicKey]);
       if (specFile && stringOpt(p, 'name', 'up')) spec = { ...spec, name: stringOpt(p, 'name', 'up')! };
       if (!specFile) spec = { ...spec, ssh: { ...spec.ssh, authorizedKeys: [] } }; // only the cluster's own key
       if (spec.platform !== 'local') throw new FlotillaError('usage', `flotilla up: spec platform is ${spec.platform}; up runs local clusters (see docs/pulumi.md for ${spec.platform})`);

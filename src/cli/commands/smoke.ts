@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { utils } from 'ssh2';
+import { generateKeyPair } from '../../config/ssh-keys';
 import { FlotillaError } from '../../errors';
 import { loadSpecFile } from '../../config/load';
 import { inventoryFromRecord } from '../../provision/local/inventory';
@@ -49,7 +49,7 @@ export const smokeCommand: CommandSpec = {
     if (specFile && n !== undefined) throw new FlotillaError('usage', 'flotilla smoke: give --spec or --nodes, not both');
     const format = choiceOpt(p, 'format', 'smoke', FORMATS) ?? 'junit';
     const artifactsDir = path.resolve(stringOpt(p, 'artifacts', 'smoke') ?? 'flotilla-artifacts');
-    let spec = specFile ? loadSpecFile(specFile) : defaultLocalSpec(stringOpt(p, 'name', 'smoke') ?? 'smoke', n ?? 3, [utils.generateKeyPairSync('ed25519').public]);
+    let spec = specFile ? loadSpecFile(specFile) : defaultLocalSpec(stringOpt(p, 'name', 'smoke') ?? 'smoke', n ?? 3, [generateKeyPair().publicKey]);
     if (specFile && stringOpt(p, 'name', 'smoke')) spec = { ...spec, name: stringOpt(p, 'name', 'smoke')! };
     if (!specFile) spec = { ...spec, ssh: { ...spec.ssh, authorizedKeys: [] } };
     const artifacts = new Artifacts(artifactsDir);

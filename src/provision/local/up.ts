@@ -6,7 +6,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { utils, type Client } from 'ssh2';
+import type { Client } from 'ssh2';
+import { generateKeyPair } from '../../config/ssh-keys';
 import { FlotillaError } from '../../errors';
 import { PATHS, PKI, etcdEndpoints } from '../../config/node-files';
 import { renderCluster, type RenderedNode } from '../../config/render';
@@ -134,9 +135,9 @@ export function nodeRunning(n: NodeRecord): boolean {
 
 function clusterKey(file: string): { privateKey: string; publicKey: string } {
   if (!fs.existsSync(file)) {
-    const k = utils.generateKeyPairSync('ed25519', { comment: 'flotilla-cluster-key' });
-    writeFileAtomic(file, k.private.endsWith('\n') ? k.private : `${k.private}\n`, 0o600);
-    writeFileAtomic(`${file}.pub`, `${k.public.trim()}\n`, 0o644);
+    const k = generateKeyPair('flotilla-cluster-key');
+    writeFileAtomic(file, k.privateKey, 0o600);
+    writeFileAtomic(`${file}.pub`, `${k.publicKey}\n`, 0o644);
   }
   return { privateKey: fs.readFileSync(file, 'utf8'), publicKey: fs.readFileSync(`${file}.pub`, 'utf8').trim() };
 }
