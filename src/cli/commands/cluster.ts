@@ -5,7 +5,8 @@ import { loadSpecFile } from '../../config/load';
 import { CONFIG_FORMATS } from '../../config/spec';
 import { downLocal, listClusters, nodeRunning, readRecord, resolveClusterName, upLocal, connectRecord, PHASES, type ClusterRecord, type PhaseEvent } from '../../provision/local/up';
 import { defaultLocalSpec } from '../../provision/local/spec-default';
-import { choiceOpt, intOpt, stringOpt, type CliIO, type CommandSpec } from '../command';
+import { choiceOpt, intOpt, stringOpt, type CliIO, type CommandSpec, type ParsedCommand } from '../command';
+import type { ResolvedSpec } from '../../config/spec';
 import { table } from '../format';
 
 function fmt(s: number | undefined): string {
@@ -42,6 +43,21 @@ function progressPrinter(io: CliIO): (ev: PhaseEvent) => void {
   };
 }
 
+/** The spec for `up`/`smoke`: --spec FILE (renamed by --name) or --nodes N generic nodes. */
+export function localSpecFromFlags(p: ParsedCommand, cmd: string, defaultName: string): ResolvedSpec {
+  const specFile = stringOpt(p, 'spec', cmd);
+  const n = intOpt(p, 'nodes', cmd, 1, 9);
+  if (specFile && n !== undefined) throw new FlotillaError('usage', `flotilla ${cmd}: give --spec or --nodes, not both`);
+  const name = stringOpt(p, 'name', cmd);
+  if (specFile) {
+    const spec = loadSpecFile(specFile);
+    return name ? { ...spec, name } : spec;
+  }
+  // A throwaway key passes validation; the only key a generic cluster trusts is its own, added by up.
+  const spec = defaultLocalSpec(name ?? defaultName, n ?? 3, [generateKeyPair().publicKey]);
+  return { ...spec, ssh: { ...spec.ssh, authorizedKeys: [] } };
+}
+
 const nameOption = { name: { type: 'string' as const, description: 'cluster name (default: the one local cluster)', valueName: 'NAME' } };
 
 export const clusterCommands: CommandSpec[] = [
@@ -57,13 +73,8 @@ export const clusterCommands: CommandSpec[] = [
     },
     details: 'Each phase prints its duration on stderr. Running up on a running cluster changes nothing.',
     async run(p, io) {
-      const specFile = stringOpt(p, 'spec', 'up');
-      const n = intOpt(p, 'nodes', 'up', 1, 9);
-      if (specFile && n !== undefined) throw new FlotillaError('usage', 'flotilla up: give --spec or --nodes, not both');
+      const spec = localSpecFromFlags(p, 'up', 'local');
       const format = choiceOpt(p, 'format', 'up', CONFIG_FORMATS);
-      let spec = specFile ? loadSpecFile(specFile) : defaultLocalSpec(stringOpt(p, 'name', 'up') ?? 'local', n ?? 3, [generateKeyPair().publicKey]);
-      if (specFile && stringOpt(p, 'name', 'up')) spec = { ...spec, name: stringOpt(p, 'name', 'up')! };
-      if (!specFile) spec = { ...spec, ssh: { ...spec.ssh, authorizedKeys: [] } }; // only the cluster's own key
       if (spec.platform !== 'local') throw new FlotillaError('usage', `flotilla up: spec platform is ${spec.platform}; up runs local clusters (see docs/pulumi.md for ${spec.platform})`);
       const t0 = Date.now();
       const { record, already } = await upLocal({ spec, ...(format ? { format } : {}), progress: progressPrinter(io) });

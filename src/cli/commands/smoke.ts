@@ -1,17 +1,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { generateKeyPair } from '../../config/ssh-keys';
-import { FlotillaError } from '../../errors';
-import { loadSpecFile } from '../../config/load';
 import { inventoryFromRecord } from '../../provision/local/inventory';
-import { defaultLocalSpec } from '../../provision/local/spec-default';
 import { downLocal, upLocal, type ClusterRecord } from '../../provision/local/up';
 import { writeFileAtomic } from '../../util/fs';
 import { Artifacts } from '../../verify/artifacts';
 import { FORMATS, formatReport } from '../../verify/report';
 import type { NodeBootTimes } from '../../verify/report/timeline';
 import { runVerify } from '../../verify/verify';
-import { choiceOpt, intOpt, stringOpt, type CommandSpec } from '../command';
+import { choiceOpt, stringOpt, type CommandSpec } from '../command';
+import { localSpecFromFlags } from './cluster';
 
 /** The record's per-node milestones (seconds) as the timeline picture wants them (ms). */
 export function bootTimes(record: ClusterRecord): NodeBootTimes[] {
@@ -44,14 +41,9 @@ export const smokeCommand: CommandSpec = {
   },
   details: 'Exit status: 0 when the cluster came up and every check passed; artifacts are kept either way.',
   async run(p, io) {
-    const specFile = stringOpt(p, 'spec', 'smoke');
-    const n = intOpt(p, 'nodes', 'smoke', 1, 9);
-    if (specFile && n !== undefined) throw new FlotillaError('usage', 'flotilla smoke: give --spec or --nodes, not both');
     const format = choiceOpt(p, 'format', 'smoke', FORMATS) ?? 'junit';
     const artifactsDir = path.resolve(stringOpt(p, 'artifacts', 'smoke') ?? 'flotilla-artifacts');
-    let spec = specFile ? loadSpecFile(specFile) : defaultLocalSpec(stringOpt(p, 'name', 'smoke') ?? 'smoke', n ?? 3, [generateKeyPair().publicKey]);
-    if (specFile && stringOpt(p, 'name', 'smoke')) spec = { ...spec, name: stringOpt(p, 'name', 'smoke')! };
-    if (!specFile) spec = { ...spec, ssh: { ...spec.ssh, authorizedKeys: [] } };
+    const spec = localSpecFromFlags(p, 'smoke', 'smoke');
     const artifacts = new Artifacts(artifactsDir);
     let record: ClusterRecord | undefined;
     let ok = false;
