@@ -15,9 +15,8 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { utils } from 'ssh2';
 import { PKI } from '../../src/config/node-files';
-import type { HostKeyPair } from '../../src/config/ssh-keys';
+import { generateKeyPair, type HostKeyPair } from '../../src/config/ssh-keys';
 import { probeAccelerator, type AccelProbe } from '../../src/provision/local/accel';
 import { ensureImage, type ImageInfo } from '../../src/provision/local/image';
 import { HostKeyMismatchError, sshRun, waitForSsh, type SshAuth } from '../../src/provision/local/ssh';
@@ -127,9 +126,9 @@ describe('libvirt driver through the LibvirtDomain provider (real libvirtd)', { 
     log(`image ${image.id.slice(0, 12)}, accelerator ${accel.accel} (${accel.reason})`);
     stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-lv-'));
     fs.chmodSync(stateDir, 0o711); // libvirt-qemu must reach the volumes and console log below it
-    const key = utils.generateKeyPairSync('ed25519', { comment: 'libvirt-test@flotilla' });
-    auth = { username: 'core', privateKey: key.private };
-    spec = resolveStackSpec({ name: CLUSTER, platform: 'libvirt', nodeCount: 1 }, [key.public.trim()]);
+    const key = generateKeyPair('libvirt-test@flotilla');
+    auth = { username: 'core', privateKey: key.privateKey };
+    spec = resolveStackSpec({ name: CLUSTER, platform: 'libvirt', nodeCount: 1 }, [key.publicKey.trim()]);
     // Host keys and PKI the way the stack makes them: the providers' create, directly.
     const hk = (await hostKeysProvider.create!({ cluster: CLUSTER, nodes: [NODE] })).outs as HostKeysOutputs;
     const keys: Record<string, HostKeyPair> = { [NODE]: { type: 'ed25519', publicKey: hk.publicKeys[NODE]!, privateKey: hk.privateKeys[NODE]! } };
@@ -205,7 +204,7 @@ describe('libvirt driver through the LibvirtDomain provider (real libvirtd)', { 
     const [hostname, addr] = res.stdout.split('\n');
     assert.equal(hostname, NODE);
     assert.match(addr!, /10\.99\.0\.11\/24/);
-    const other = utils.generateKeyPairSync('ed25519').public;
+    const other = generateKeyPair('other').publicKey;
     await assert.rejects(sshRun({ host: '127.0.0.1', port: sshPort }, other, auth, 'true'), HostKeyMismatchError);
   });
 
