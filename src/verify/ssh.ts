@@ -403,7 +403,8 @@ export class NodeConnection {
     const onOuterAbort = (): void => ac.abort(new SshError('timeout', 'timeout', `${this.where}: command aborted after ${Date.now() - started} ms: ${abbreviate(command)}${opts.signal?.reason instanceof Error ? ` (${opts.signal.reason.message})` : ''}`));
     if (opts.signal?.aborted) onOuterAbort();
     else opts.signal?.addEventListener('abort', onOuterAbort, { once: true });
-    const line = opts.sudo && this.target.user !== 'root' ? `sudo -n -- sh -c ${shq(command)}` : command;
+    const sudo = opts.sudo === true && this.target.user !== 'root';
+    const line = withPgidMarker(sudo ? `sudo -n -- sh -c ${shq(command)}` : command);
     try {
       await this.slots.acquire(ac.signal);
       try {
@@ -421,7 +422,7 @@ export class NodeConnection {
         // that gap is refused ("no more sessions": the channel closes without output or status).
         for (let retry = 0; ; retry++) {
           try {
-            return await collect(channel, opts, ac.signal, started, () => this.where);
+            return await collect(channel, opts, ac.signal, started, () => this.where, (pgid) => this.killGroup(client, pgid, sudo));
           } catch (err) {
             if (!(err instanceof RefusedSession) || retry >= 20 || this.client !== client) throw err;
             await raceAbort(new Promise((r) => setTimeout(r, 10 + 10 * retry)), ac.signal);
@@ -439,6 +440,25 @@ export class NodeConnection {
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onOuterAbort);
     }
+  }
+
+  /**
+   * Kills a timed-out command's whole process group from a fresh channel. The channel's own
+   * `signal` request is not enough: sshd refuses it for root logins (no privilege-separated
+   * session process), and for other users it cannot reach what the command ran under sudo.
+   */
+  private killGroup(client: Client, pgid: number, sudo: boolean): void {
+    const kill = `kill -KILL -- -${pgid}`;
+    openExec(client, sudo ? `sudo -n ${kill} 2>/dev/null || ${kill}` : kill)
+      .then((ch) => {
+        const t = setTimeout(() => ch.close(), 10_000);
+        ch.on('close', () => clearTimeout(t));
+        ch.on('error', () => undefined);
+        ch.resume();
+        ch.stderr.resume();
+        ch.end();
+      })
+      .catch(() => undefined);
   }
 
   /** Like exec, but a non-zero exit is an `external` error with the command's stderr. Returns stdout. */
@@ -624,8 +644,19 @@ class RefusedSession extends SshError {
   }
 }
 
+/**
+ * The first line every command prints on stderr (stripped again by `collect`): its process
+ * group, which sshd made the login shell's own, so that a deadline can kill the whole tree.
+ */
+const PGID_MARKER = '\u0001flotilla-pgid=';
+
+/** Prefixes `command` with the line that reports its process group (field 5 of /proc/PID/stat). */
+export function withPgidMarker(command: string): string {
+  return `read -r _ _ _ _ flotilla_pgid _ 2>/dev/null </proc/$$/stat && printf '\\001flotilla-pgid=%s\\n' "$flotilla_pgid" >&2\n${command}`;
+}
+
 /** Reads a channel to its end, keeping at most `maxOutputBytes` of each stream. */
-function collect(ch: ClientChannel, opts: ExecOptions, signal: AbortSignal, started: number, where: () => string): Promise<ExecResult> {
+function collect(ch: ClientChannel, opts: ExecOptions, signal: AbortSignal, started: number, where: () => string, killGroup: (pgid: number) => void = () => undefined): Promise<ExecResult> {
   const max = opts.maxOutputBytes ?? 64 * 1024 * 1024;
   return new Promise<ExecResult>((resolve, reject) => {
     const out: Buffer[] = [];
@@ -642,12 +673,30 @@ function collect(ch: ClientChannel, opts: ExecOptions, signal: AbortSignal, star
         outBytes += d.length;
       } else truncated = true;
     });
-    ch.stderr.on('data', (d: Buffer) => {
+    let pgid: number | undefined;
+    // Until the marker line is complete, stderr is held back here (it is always the first line).
+    let head: Buffer | undefined = Buffer.alloc(0);
+    const onStderr = (d: Buffer): void => {
+      if (head) {
+        head = Buffer.concat([head, d]);
+        const nl = head.indexOf(10);
+        const marker = Buffer.from(PGID_MARKER);
+        if (nl < 0 && head.length < marker.length + 24 && marker.subarray(0, Math.min(head.length, marker.length)).equals(head.subarray(0, Math.min(head.length, marker.length)))) return;
+        const rest = head;
+        head = undefined;
+        if (nl >= 0 && rest.subarray(0, marker.length).equals(marker)) {
+          const n = Number(rest.subarray(marker.length, nl).toString());
+          if (Number.isInteger(n) && n > 1) pgid = n;
+          if (nl + 1 < rest.length) onStderr(rest.subarray(nl + 1));
+        } else if (rest.length) onStderr(rest);
+        return;
+      }
       if (errBytes + d.length <= max) {
         err.push(d);
         errBytes += d.length;
       } else truncated = true;
-    });
+    };
+    ch.stderr.on('data', onStderr);
     ch.on('exit', (c: number | null, s?: string) => {
       gotExit = true;
       code = typeof c === 'number' ? c : null;
@@ -661,12 +710,20 @@ function collect(ch: ClientChannel, opts: ExecOptions, signal: AbortSignal, star
         /* channel gone */
       }
       ch.close();
+      if (pgid !== undefined) killGroup(pgid);
       reject(signal.reason);
     };
     signal.addEventListener('abort', onAbort, { once: true });
     let closed = false;
     const finish = (): void => {
       signal.removeEventListener('abort', onAbort);
+      if (head?.length) {
+        // Stderr that only looked like the start of the marker.
+        const rest = head;
+        head = undefined;
+        onStderr(rest);
+      }
+      head = undefined;
       if (signal.aborted) return;
       if (!gotExit) {
         if (outBytes === 0 && errBytes === 0) reject(new RefusedSession(`${where()}: the session closed without output or exit status (refused by the server, or the connection was lost)`));

@@ -123,17 +123,27 @@ test('exit codes, signals, stdin, and a command past its deadline is killed with
     assert.equal(killed.signal, 'TERM');
     await assert.rejects(c.mustExec('echo bad >&2; exit 4'), /exited 4: bad/);
 
+    // A command that forks (a shell running sleep and then more) so that killing only the
+    // login shell would leave the sleep behind; sshd also refuses `signal` requests for root.
     const marker = `sleep 7.${process.pid}`;
     const t0 = Date.now();
-    const err = await c.exec(marker, { timeoutMs: 400 }).catch((e: unknown) => e);
+    const err = await c.exec(`sh -c '${marker}; echo after' & wait`, { timeoutMs: 400 }).catch((e: unknown) => e);
     const took = Date.now() - t0;
     assert.ok(err instanceof SshError && err.kind === 'timeout', String(err));
-    assert.match(err.message, /command timed out after 400 ms: sleep 7\./);
+    assert.match(err.message, /command timed out after 400 ms: sh -c 'sleep 7\./);
     assert.ok(took < 1500, `deadline honoured (${took} ms)`);
-    // The connection still works. (The remote command is sent SIGKILL, but sshd delivers it
-    // to the login shell: where that shell forks rather than execs the command — bash
-    // reading a .bashrc — the command itself lives on. Known gap, see docs/verify.md.)
+    // The connection still works, and the whole remote process tree is gone.
     assert.equal((await c.exec('echo still')).stdout, 'still\n');
+    let alive = '';
+    for (let i = 0; i < 40; i++) {
+      alive = (await c.exec(`pgrep -f '^${marker.replace(/[.]/g, '[.]')}$' || true`)).stdout.trim();
+      if (!alive) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(alive, '', `the timed-out command's process tree was killed (pids left: ${alive})`);
+    // Stderr is the command's own: the process-group marker line is not part of it.
+    const both = await c.exec('echo e1 >&2; echo o1; echo e2 >&2');
+    assert.deepEqual([both.stdout, both.stderr], ['o1\n', 'e1\ne2\n']);
 
     // An outer abort (a check's deadline) ends a command too.
     const ac = new AbortController();
