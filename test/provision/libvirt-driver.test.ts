@@ -31,50 +31,15 @@ import { buildInventory, INVENTORY_FILES } from '../../src/provision/pulumi/inve
 import { localInventoryProvider, type LocalInventoryOutputs } from '../../src/provision/pulumi/local-inventory';
 import { renderStack, resolveStackSpec } from '../../src/provision/pulumi/plan';
 import type { ResolvedSpec } from '../../src/config/spec';
+import { ensureLibvirtd, LIBVIRT_URI, libvirtQemuPids, stopLibvirtd, virsh } from '../fixtures/libvirtd';
 import { loadInventoryFile } from '../../src/verify/inventory';
 import { runVerify } from '../../src/verify/verify';
 
 const CLUSTER = `lv${process.pid}`;
 const NODE = 'node1';
 const DOMAIN = domainName(CLUSTER, NODE);
-const URI = 'qemu:///system';
+const URI = LIBVIRT_URI;
 const log = (msg: string): void => void process.stderr.write(`# ${msg}\n`);
-
-function virsh(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync('virsh', ['-q', '-c', URI, ...args], { encoding: 'utf8' });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** Daemons this test started (stopped again in after()). */
-const startedDaemons: Array<{ name: string; pidFile: string }> = [];
-
-function ensureLibvirtd(): void {
-  if (virsh('version').status === 0) return;
-  const autostart = '/etc/libvirt/qemu/networks/autostart';
-  const auto = fs.existsSync(autostart) ? fs.readdirSync(autostart) : [];
-  // Starting libvirtd would start these networks (a bridge with private addresses in the root namespace).
-  assert.deepEqual(auto, [], `refusing to start libvirtd: networks set to autostart in ${autostart}`);
-  for (const [name, pidFile] of [['virtlogd', '/run/virtlogd.pid'], ['libvirtd', '/run/libvirtd.pid']] as const) {
-    if (spawnSync('pgrep', ['-x', name]).status === 0) continue;
-    const r = spawnSync(name, ['-d'], { encoding: 'utf8' });
-    assert.equal(r.status, 0, `${name} -d: ${r.stderr}`);
-    startedDaemons.push({ name, pidFile });
-  }
-  const deadline = Date.now() + 15_000;
-  while (virsh('version').status !== 0) {
-    assert.ok(Date.now() < deadline, 'libvirtd did not answer within 15 s');
-    spawnSync('sleep', ['0.2']);
-  }
-}
-
-function stopStartedDaemons(): void {
-  for (const d of startedDaemons.reverse()) {
-    const pid = Number(fs.readFileSync(d.pidFile, 'utf8').trim());
-    const comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-    if (comm === d.name) process.kill(pid, 'SIGTERM');
-  }
-  startedDaemons.length = 0;
-}
 
 /** Last resort if the process dies before after(): the domain and pool by name, the files. */
 let stateDir = '';
@@ -101,11 +66,6 @@ function freePort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
-}
-
-function qemuProcessesFor(domain: string): number[] {
-  const out = spawnSync('pgrep', ['-f', `guest=${domain},`], { encoding: 'utf8' }).stdout;
-  return out.split('\n').filter(Boolean).map(Number);
 }
 
 describe('libvirt driver through the LibvirtDomain provider (real libvirtd)', { timeout: 30 * 60_000 }, () => {
@@ -159,7 +119,7 @@ describe('libvirt driver through the LibvirtDomain provider (real libvirtd)', { 
       await destroy(CLUSTER, NODE, { uri: URI, stateDir });
       fs.rmSync(stateDir, { recursive: true, force: true });
     } finally {
-      stopStartedDaemons();
+      stopLibvirtd();
     }
   });
 
@@ -286,7 +246,7 @@ describe('libvirt driver through the LibvirtDomain provider (real libvirtd)', { 
     assert.ok(!virsh('pool-list', '--all', '--name').stdout.split('\n').includes(DOMAIN), 'pool gone');
     assert.notEqual(virsh('vol-list', '--pool', DOMAIN).status, 0, 'no pool to list volumes of');
     assert.equal(fs.existsSync(path.join(stateDir, 'libvirt', CLUSTER)), false, 'node files gone');
-    assert.deepEqual(qemuProcessesFor(DOMAIN), []);
+    assert.deepEqual(libvirtQemuPids(`${DOMAIN},`), []);
     assert.deepEqual(await list({ cluster: CLUSTER, uri: URI }), []);
     const read = await libvirtDomainProvider.read!(DOMAIN, outs);
     assert.deepEqual(read, {}, 'read() reports the resource gone');

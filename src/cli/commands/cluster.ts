@@ -5,6 +5,7 @@ import { loadSpecFile } from '../../config/load';
 import { CONFIG_FORMATS } from '../../config/spec';
 import { downLocal, listClusters, nodeRunning, readRecord, resolveClusterName, upLocal, connectRecord, PHASES, type ClusterRecord, type PhaseEvent } from '../../provision/local/up';
 import { defaultLocalSpec } from '../../provision/local/spec-default';
+import { downLibvirt, upLibvirt } from '../../provision/libvirt/up';
 import { choiceOpt, intOpt, stringOpt, type CliIO, type CommandSpec, type ParsedCommand } from '../command';
 import type { ResolvedSpec } from '../../config/spec';
 import { table } from '../format';
@@ -15,7 +16,7 @@ function fmt(s: number | undefined): string {
 
 function summary(r: ClusterRecord): string {
   const lines: string[] = [];
-  lines.push(`Cluster ${r.name}: ${r.nodes.length} nodes (${r.format}, local QEMU, netns ${r.netns})`, '');
+  lines.push(`Cluster ${r.name}: ${r.nodes.length} nodes (${r.format}, ${r.platform === 'libvirt' ? 'libvirt domains, SSH on 127.0.0.1' : `local QEMU, netns ${r.netns}`})`, '');
   lines.push(
     table(
       ['NODE', 'ADDRESS', 'ROLE', 'MACHINE', 'METADATA'],
@@ -59,6 +60,8 @@ export function localSpecFromFlags(p: ParsedCommand, cmd: string, defaultName: s
 }
 
 const nameOption = { name: { type: 'string' as const, description: 'cluster name (default: the one local cluster)', valueName: 'NAME' } };
+const UP_PLATFORMS = ['local', 'libvirt'] as const;
+const platformOption = { platform: { type: 'string' as const, description: 'local (QEMU processes in a netns) | libvirt (domains on qemu:///system)', valueName: 'PLATFORM' } };
 
 export const clusterCommands: CommandSpec[] = [
   {
@@ -70,14 +73,17 @@ export const clusterCommands: CommandSpec[] = [
       name: { type: 'string', description: "cluster name (default: the spec's, or 'local')", valueName: 'NAME' },
       format: { type: 'string', description: `first-boot format: ${CONFIG_FORMATS.join(' | ')}`, valueName: 'FORMAT' },
       json: { type: 'boolean', description: 'print the cluster record as JSON' },
+      ...platformOption,
     },
     details: 'Each phase prints its duration on stderr. Running up on a running cluster changes nothing.',
     async run(p, io) {
       const spec = localSpecFromFlags(p, 'up', 'local');
       const format = choiceOpt(p, 'format', 'up', CONFIG_FORMATS);
-      if (spec.platform !== 'local') throw new FlotillaError('usage', `flotilla up: spec platform is ${spec.platform}; up runs local clusters (see docs/pulumi.md for ${spec.platform})`);
+      const platform = choiceOpt(p, 'platform', 'up', UP_PLATFORMS) ?? (spec.platform === 'libvirt' ? 'libvirt' : 'local');
+      if (spec.platform !== 'local' && spec.platform !== 'libvirt') throw new FlotillaError('usage', `flotilla up: spec platform is ${spec.platform}; up runs local and libvirt clusters (see docs/pulumi.md for ${spec.platform})`);
       const t0 = Date.now();
-      const { record, already } = await upLocal({ spec, ...(format ? { format } : {}), progress: progressPrinter(io) });
+      const up = platform === 'libvirt' ? upLibvirt : upLocal;
+      const { record, already } = await up({ spec: { ...spec, platform }, ...(format ? { format } : {}), progress: progressPrinter(io) });
       if (p.values.json) io.out(`${JSON.stringify({ ...record, already }, null, 2)}\n`);
       else {
         if (already) io.out(`Cluster ${record.name} is already up; nothing changed.\n\n`);
@@ -90,10 +96,14 @@ export const clusterCommands: CommandSpec[] = [
   {
     name: 'down',
     summary: "Stop a local cluster's VMs and remove its disks, seeds, namespace and state (safe to repeat)",
-    options: nameOption,
+    options: { ...nameOption, ...platformOption },
     async run(p, io) {
       const name = stringOpt(p, 'name', 'down') ?? resolveClusterName(undefined);
-      const r = await downLocal(name);
+      // The record knows; the flag is for what an interrupted libvirt up left without one.
+      const flag = choiceOpt(p, 'platform', 'down', UP_PLATFORMS);
+      const platform = readRecord(name)?.platform ?? flag ?? 'local';
+      if (flag && flag !== platform) throw new FlotillaError('usage', `flotilla down: cluster ${name} runs on ${platform}, not ${flag}`);
+      const r = platform === 'libvirt' ? await downLibvirt(name) : await downLocal(name);
       io.out(r.existed ? `Cluster ${name}: stopped ${r.stopped.length} VM${r.stopped.length === 1 ? '' : 's'} (${r.stopped.join(', ') || 'none running'}); removed its files and namespace.\n` : `Cluster ${name}: nothing to remove.\n`);
       return 0;
     },
@@ -158,10 +168,10 @@ export const clusterCommands: CommandSpec[] = [
       const node = r.nodes.find((n) => n.name === nodeName);
       if (!node) throw new FlotillaError('not-found', `cluster ${name} has no node ${nodeName} (nodes: ${r.nodes.map((n) => n.name).join(', ')})`);
       const args = [
-        'netns', 'exec', r.netns, 'ssh', '-i', r.sshKeyFile, '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${r.knownHostsFile}`, '-o', 'StrictHostKeyChecking=yes',
+        ...(r.netns ? ['netns', 'exec', r.netns] : []), 'ssh', '-i', r.sshKeyFile, '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${r.knownHostsFile}`, '-o', 'StrictHostKeyChecking=yes',
         '-o', 'LogLevel=ERROR', '-p', String(node.sshPort), ...(p.rest.length ? [] : ['-t']), `${r.user}@127.0.0.1`, ...p.rest,
       ];
-      const res = spawnSync('ip', args, { stdio: 'inherit' });
+      const res = r.netns ? spawnSync('ip', args, { stdio: 'inherit' }) : spawnSync(args[0]!, args.slice(1), { stdio: 'inherit' });
       if (res.error) throw new FlotillaError('missing-tool', `cannot run ip/ssh: ${res.error.message}`);
       return res.status ?? 1;
     },

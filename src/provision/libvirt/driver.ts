@@ -360,6 +360,31 @@ export async function destroy(cluster: string, node: string, o: { uri?: string; 
   return { domain: hadDomain, pool: hadPool };
 }
 
+/** Where the system libvirtd keeps a running domain's QEMU PID. */
+export function libvirtPidFile(domain: string): string {
+  return path.join('/run/libvirt/qemu', `${domain}.pid`);
+}
+
+/**
+ * The PID of the domain's QEMU if it is alive. Checked through /proc (argv holds
+ * `-name guest=<domain>,...`), so a stale pidfile or a reused PID does not count. Synchronous and
+ * cheap: `flotilla ls`/`status` ask it for every node.
+ */
+export function libvirtQemuPid(domain: string, pidFile = libvirtPidFile(domain)): number | undefined {
+  try {
+    const pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 1) return undefined;
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return undefined;
+    const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    const name = argv.indexOf('-name');
+    const value = name >= 0 ? (argv[name + 1] ?? '') : '';
+    return value === `guest=${domain}` || value.startsWith(`guest=${domain},`) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function parseMetadata(xml: string): { cluster: string; node: string; config: string } | undefined {
   // Written by domainXml: attribute values are [a-z0-9-] labels and a hex digest, so no entities occur.
   const attr = (a: string): string | undefined => new RegExp(`\\s${a}=(["'])([a-z0-9-]+)\\1`).exec(xml)?.[2];

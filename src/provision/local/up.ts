@@ -1,7 +1,8 @@
 /**
- * `flotilla up` for the local platform: image → render → launch → kernel → SSH →
- * first-boot config done → secrets delivered → etcd healthy → agents registered, each
- * phase reported with its duration. The cluster's record (cluster.json), client SSH key,
+ * `flotilla up`: image → render → launch → kernel → SSH → first-boot config done → secrets
+ * delivered → etcd healthy → agents registered, each phase reported with its duration. Only
+ * `launch` depends on the platform (a Launcher): QEMU processes in a namespace here, libvirt
+ * domains in src/provision/libvirt/up.ts. The cluster's record (cluster.json), client SSH key,
  * host keys and PKI live in <state>/clusters/<name>/; `down` removes all of it.
  */
 import * as fs from 'node:fs';
@@ -17,11 +18,13 @@ import { Registry } from '../../units/registry';
 import { writeFileAtomic } from '../../util/fs';
 import { sleep } from '../../util/async';
 import { generatePki, installScript, nodePkiFiles, readPki, writePki, type ClusterPki } from '../pki';
-import { clusterDir, destroyCluster, startCluster, waitNodeSsh, nodeCpuSeconds, type LocalCluster } from './cluster';
+import { libvirtQemuPid } from '../libvirt/driver';
+import { clusterDir, consoleMarkers, destroyCluster, startCluster } from './cluster';
 import { probeAccelerator } from './accel';
-import { ensureImage, type BuildProgress } from './image';
-import { runningPid } from './qemu';
-import { sshConnect, sshExec, type SshAuth } from './ssh';
+import { ensureImage, type BuildProgress, type ImageInfo } from './image';
+import type { Accelerator } from './qemu-args';
+import { cpuSeconds, runningPid } from './qemu';
+import { sshConnect, sshExec, waitForSsh, type SshAuth } from './ssh';
 import { openTunnel, type Tunnel } from './tunnel';
 
 /** Lease TTL for agents on emulated (TCG) nodes; see upLocal. */
@@ -46,7 +49,10 @@ export interface NodeRecord {
   metadata: Record<string, string>;
   sshPort: number;
   hostPublicKey: string;
+  /** QEMU's pidfile: Flotilla's (local), or libvirt's for the domain. */
   pidFile: string;
+  /** libvirt platform: the node's domain (its QEMU is libvirt's child, not ours). */
+  domain?: string;
   consoleLog: string;
   /** From the registry once the agent registered. */
   machineId?: string;
@@ -55,9 +61,10 @@ export interface NodeRecord {
 export interface ClusterRecord {
   version: 1;
   name: string;
-  platform: 'local';
+  platform: 'local' | 'libvirt';
   format: ConfigFormat;
-  netns: string;
+  /** Namespace the SSH forwards live in (local); absent: this host's 127.0.0.1 (libvirt). */
+  netns?: string;
   createdAt: string;
   user: string;
   /** Client key Flotilla generated for this cluster (authorized on every node). */
@@ -89,6 +96,52 @@ export interface UpResult {
   /** True when the cluster was already running and nothing was changed. */
   already: boolean;
 }
+
+/** What a platform's launch step gets: everything rendered, nothing started yet. */
+export interface LaunchContext {
+  spec: ResolvedSpec;
+  rendered: RenderedNode[];
+  image: ImageInfo;
+  accel: Accelerator;
+  progress: (ev: PhaseEvent) => void;
+}
+
+export interface LaunchedNode {
+  name: string;
+  sshPort: number;
+  consoleLog: string;
+  pidFile: string;
+  domain?: string;
+  /** Date.now() when its VM was started: node milestones are counted from here. */
+  launchedAt: number;
+}
+
+export interface LaunchedCluster {
+  netns?: string;
+  /** In spec order. */
+  nodes: LaunchedNode[];
+  /** One line for the launch phase's report. */
+  detail: string;
+}
+
+/** The platform-specific part of `up`: start one VM per rendered node, undoing all of it if any fails. */
+export interface Launcher {
+  platform: ClusterRecord['platform'];
+  launch(ctx: LaunchContext): Promise<LaunchedCluster>;
+}
+
+/** QEMU processes in the cluster's network namespace (src/provision/local/cluster.ts). */
+export const localLauncher: Launcher = {
+  platform: 'local',
+  async launch({ spec, rendered, image, accel }) {
+    const c = await startCluster({ spec, rendered, image, accel });
+    return {
+      netns: c.netns,
+      nodes: c.nodes.map((n) => ({ name: n.name, sshPort: n.sshPort, consoleLog: n.consoleLog, pidFile: n.pidFile, launchedAt: n.launchedAt })),
+      detail: `${c.nodes.length} QEMU processes in netns ${c.netns}`,
+    };
+  },
+};
 
 const files = (name: string) => {
   const dir = clusterDir(name);
@@ -129,8 +182,13 @@ export function resolveClusterName(name: string | undefined): string {
   throw new FlotillaError('usage', all.length === 0 ? 'no local cluster; run flotilla up' : `several local clusters (${all.join(', ')}); pass --name`);
 }
 
+/** The node's live QEMU process, if any. */
+export function nodePid(n: Pick<NodeRecord, 'pidFile' | 'domain'>): number | undefined {
+  return n.domain ? libvirtQemuPid(n.domain, n.pidFile) : runningPid(n.pidFile);
+}
+
 export function nodeRunning(n: NodeRecord): boolean {
-  return runningPid(n.pidFile) !== undefined;
+  return nodePid(n) !== undefined;
 }
 
 function clusterKey(file: string): { privateKey: string; publicKey: string } {
@@ -175,6 +233,11 @@ function nodeFailure(node: NodeRecord, what: string, cause?: unknown): FlotillaE
 }
 
 export async function upLocal(opts: UpOptions): Promise<UpResult> {
+  return upCluster(opts, localLauncher);
+}
+
+/** `up` on any platform: everything but the launch is the same. */
+export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<UpResult> {
   const spec0 = opts.spec;
   const name = spec0.name;
   const f = files(name);
@@ -182,6 +245,9 @@ export async function upLocal(opts: UpOptions): Promise<UpResult> {
   const timeoutMs = opts.timeoutMs ?? 10 * 60_000;
   const existing = readRecord(name);
   if (existing) {
+    if (existing.platform !== launcher.platform) {
+      throw new FlotillaError('conflict', `cluster ${name} exists on platform ${existing.platform}, not ${launcher.platform}; run 'flotilla down --name ${name}' first or choose another name`);
+    }
     const down = existing.nodes.filter((n) => !nodeRunning(n));
     if (down.length === 0) return { record: existing, already: true };
     throw new FlotillaError('conflict', `cluster ${name} exists but ${down.map((n) => n.name).join(', ')} ${down.length === 1 ? 'is' : 'are'} not running; run 'flotilla down --name ${name}' first`);
@@ -230,14 +296,14 @@ export async function upLocal(opts: UpOptions): Promise<UpResult> {
     (r) => `${r.rendered.length} nodes, ${format}, ${Math.round(r.rendered.reduce((n, x) => n + Buffer.byteLength(x.userData), 0) / r.rendered.length)} bytes/node${r.pki ? ', TLS PKI' : ''}`,
   );
 
-  const cluster: LocalCluster = await phase('launch', () => startCluster({ spec, rendered, image, accel: accel.accel }), (c) => `${c.nodes.length} QEMU processes in netns ${c.netns}`);
+  const cluster = await phase('launch', () => launcher.launch({ spec, rendered, image, accel: accel.accel, progress }), (c) => c.detail);
 
   const record: ClusterRecord = {
     version: 1,
     name,
-    platform: 'local',
+    platform: launcher.platform,
     format,
-    netns: cluster.netns,
+    ...(cluster.netns !== undefined ? { netns: cluster.netns } : {}),
     createdAt: new Date().toISOString(),
     user: spec.ssh.user,
     sshKeyFile: f.key,
@@ -248,7 +314,8 @@ export async function upLocal(opts: UpOptions): Promise<UpResult> {
     etcdEndpoints: etcdEndpoints(spec),
     nodes: cluster.nodes.map((n) => {
       const s = spec.nodes.find((x) => x.name === n.name)!;
-      return { name: n.name, address: n.address, role: s.role, etcdMember: s.etcdMember, metadata: s.metadata, sshPort: n.sshPort, hostPublicKey: n.hostPublicKey, pidFile: n.pidFile, consoleLog: n.consoleLog };
+      const hostPublicKey = rendered.find((r) => r.node === n.name)!.hostPublicKey;
+      return { name: n.name, address: s.address, role: s.role, etcdMember: s.etcdMember, metadata: s.metadata, sshPort: n.sshPort, hostPublicKey, pidFile: n.pidFile, ...(n.domain ? { domain: n.domain } : {}), consoleLog: n.consoleLog };
     }),
     timeline: Object.fromEntries(cluster.nodes.map((n) => [n.name, { launch: 0 }])),
     phases,
@@ -278,7 +345,7 @@ export async function upLocal(opts: UpOptions): Promise<UpResult> {
         cluster.nodes.map(async (n) => {
           const deadline = n.launchedAt + timeoutMs;
           while (!(fs.existsSync(n.consoleLog) && fs.statSync(n.consoleLog).size > 0)) {
-            if (runningPid(n.pidFile) === undefined) throw nodeFailure(byName.get(n.name)!, 'QEMU exited before the kernel printed anything');
+            if (!nodeRunning(byName.get(n.name)!)) throw nodeFailure(byName.get(n.name)!, 'QEMU exited before the kernel printed anything');
             if (Date.now() > deadline) throw nodeFailure(byName.get(n.name)!, 'no console output');
             await sleep(100);
           }
@@ -289,14 +356,15 @@ export async function upLocal(opts: UpOptions): Promise<UpResult> {
     const auth: SshAuth = { username: spec.ssh.user, privateKey: key.privateKey };
     await phase('ssh', () =>
       Promise.all(
-        cluster.nodes.map(async (n) => {
+        cluster.nodes.map(async (l) => {
+          const n = byName.get(l.name)!;
           try {
-            await waitNodeSsh(cluster, n, auth, timeoutMs);
+            await waitNodeSsh(record, n, l.launchedAt + timeoutMs, auth);
           } catch (err) {
-            throw nodeFailure(byName.get(n.name)!, 'never answered SSH with its pinned host key', err);
+            throw nodeFailure(n, 'never answered SSH with its pinned host key', err);
           }
           mark(n.name, 'ssh');
-          clients.set(n.name, await sshConnect({ host: '127.0.0.1', port: n.sshPort, netns: cluster.netns }, n.hostPublicKey, auth, 30_000));
+          clients.set(n.name, await sshConnect(sshEndpoint(record, n), n.hostPublicKey, auth, 30_000));
         }),
       ),
     );
@@ -388,7 +456,10 @@ export async function upLocal(opts: UpOptions): Promise<UpResult> {
       },
       () => `${record.nodes.length} machines registered`,
     );
-    for (const n of cluster.nodes) record.cpuSeconds[n.name] = Math.round((nodeCpuSeconds(n) ?? 0) * 10) / 10;
+    for (const n of record.nodes) {
+      const pid = nodePid(n);
+      record.cpuSeconds[n.name] = Math.round(((pid !== undefined ? cpuSeconds(pid) : undefined) ?? 0) * 10) / 10;
+    }
     writeFileAtomic(f.record, `${JSON.stringify(record, null, 2)}\n`, 0o644);
     return { record, already: false };
   } catch (err) {
@@ -399,6 +470,22 @@ export async function upLocal(opts: UpOptions): Promise<UpResult> {
   }
 }
 
+/** Where a node's SSH forward listens: 127.0.0.1, inside the cluster's namespace if it has one. */
+export function sshEndpoint(record: Pick<ClusterRecord, 'netns'>, node: Pick<NodeRecord, 'sshPort'>): { host: string; port: number; netns?: string } {
+  return { host: '127.0.0.1', port: node.sshPort, ...(record.netns ? { netns: record.netns } : {}) };
+}
+
+/** Waits for one node's SSH (pinned host key, a real command succeeds) until `deadline` (epoch ms). */
+async function waitNodeSsh(record: ClusterRecord, node: NodeRecord, deadline: number, auth: SshAuth): Promise<void> {
+  await waitForSsh('127.0.0.1', node.sshPort, node.hostPublicKey, deadline, {
+    auth,
+    ...(record.netns ? { netns: record.netns } : {}),
+    // The image reports on its console when sshd listens and the uplink has its address.
+    readyHint: () => consoleMarkers(node.consoleLog).ssh !== undefined,
+    abort: () => (nodeRunning(node) ? undefined : `QEMU for ${node.name} is not running (see ${node.consoleLog})`),
+  });
+}
+
 /** A registry connection to a local cluster: SSH to an etcd member, tunnel to its etcd. */
 export interface RecordConnection {
   registry: Registry;
@@ -407,7 +494,7 @@ export interface RecordConnection {
 
 export async function connectRecord(record: ClusterRecord, viaClient?: Client): Promise<RecordConnection> {
   const member = record.nodes.find((n) => n.etcdMember && nodeRunning(n)) ?? record.nodes.find((n) => n.etcdMember)!;
-  const client = viaClient ?? (await sshConnect({ host: '127.0.0.1', port: member.sshPort, netns: record.netns }, member.hostPublicKey, sshAuth(record), 30_000));
+  const client = viaClient ?? (await sshConnect(sshEndpoint(record, member), member.hostPublicKey, sshAuth(record), 30_000));
   let tunnel: Tunnel | undefined;
   try {
     tunnel = await openTunnel(client, '127.0.0.1', record.clientPort);
