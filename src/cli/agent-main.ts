@@ -1,13 +1,18 @@
 /**
- * The entry point bundled into node images: only `flotilla fleetd`. Kept apart from the
+ * The entry point bundled into node images: only `flotilla fleetd` and `flotilla announce`
+ * (so a sidekick unit can announce its service). Kept apart from the
  * full CLI so the bundle Node.js parses at every fleetd start is small — under TCG,
  * parsing the whole CLI cost tens of seconds per start.
  */
 import { FlotillaError } from '../errors';
-import { commandHelp, parseCommand } from './command';
+import { commandHelp, parseCommand, type CommandSpec } from './command';
+import { agentAnnounceCommand } from './commands/announce';
 import { fleetdCommand } from './commands/fleetd';
 import { exitCodeFor } from './exit-codes';
 import { processIO } from './io';
+
+const AGENT_COMMANDS: readonly CommandSpec[] = [fleetdCommand, agentAnnounceCommand];
+const ONLY = `only ${AGENT_COMMANDS.map((c) => `'flotilla ${c.name}'`).join(' and ')} are available here`;
 
 async function main(argv: string[]): Promise<number> {
   try {
@@ -16,16 +21,17 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (argv[0] === '--help' || argv[0] === '-h') {
-      processIO.out(`flotilla (node agent build): only 'flotilla fleetd' is available here.\n\n${commandHelp(fleetdCommand)}`);
+      processIO.out(`flotilla (node agent build): ${ONLY}.\n\n${AGENT_COMMANDS.map((c) => commandHelp(c)).join('\n')}`);
       return 0;
     }
-    if (argv[0] !== 'fleetd') throw new FlotillaError('usage', `this is the node agent build of flotilla: only 'flotilla fleetd' is available here`);
-    const parsed = parseCommand(fleetdCommand, argv.slice(1));
+    const cmd = AGENT_COMMANDS.find((c) => c.name === argv[0]);
+    if (!cmd) throw new FlotillaError('usage', `this is the node agent build of flotilla: ${ONLY}`);
+    const parsed = parseCommand(cmd, argv.slice(1));
     if (parsed.values.help) {
-      processIO.out(commandHelp(fleetdCommand));
+      processIO.out(commandHelp(cmd));
       return 0;
     }
-    return (await fleetdCommand.run(parsed, processIO)) ?? 0;
+    return (await cmd.run(parsed, processIO)) ?? 0;
   } catch (err) {
     processIO.err(`flotilla: ${FlotillaError.is(err) ? err.message : ((err as Error)?.stack ?? String(err))}\n`);
     return exitCodeFor(err);

@@ -9,6 +9,7 @@ import { unitsRemoteCommands } from './commands/units-remote';
 import { clusterCommands } from './commands/cluster';
 import { smokeCommand } from './commands/smoke';
 import { imageCommands } from './commands/image';
+import { discoveryCommands } from './commands/discovery';
 
 /** Every CLI command; `flotilla --help` lists them in this order. */
-export const commands: CommandSpec[] = [...clusterCommands, ...imageCommands, renderCommand, validateCommand, convertCommand, fleetdCommand, ...unitsCommands, verifyCommand, smokeCommand, ...unitsRemoteCommands];
+export const commands: CommandSpec[] = [...clusterCommands, ...imageCommands, renderCommand, validateCommand, convertCommand, fleetdCommand, ...unitsCommands, verifyCommand, smokeCommand, ...unitsRemoteCommands, ...discoveryCommands];

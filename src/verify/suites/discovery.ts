@@ -1,7 +1,7 @@
 /**
  * The `discovery` suite: services announced in etcd are present and their endpoints answer.
  *
- * Key layout (what services announce; e.g. from a unit's ExecStartPost with etcdctl):
+ * Key layout (src/discovery; what `flotilla announce` writes, or a unit's ExecStartPost with etcdctl):
  *
  *   <discovery prefix>/<service>/<machine or instance>  →  {"host": "10.99.0.12", "port": 8080,
  *                                                            "protocol": "tcp" | "http", "path": "/health"}
@@ -13,46 +13,13 @@
  * from the node the instance's key names (machine ID or node name), else the first node.
  */
 import * as http from 'node:http';
+import { parseAnnouncements, type ServiceInstance } from '../../discovery/endpoint';
 import type { VerifyCluster } from '../cluster';
 import { CheckFailed, CheckSkipped, expect, type Check, type CheckContext } from '../types';
 
-export interface ServiceInstance {
-  service: string;
-  instance: string;
-  host: string;
-  port: number;
-  protocol: 'tcp' | 'http';
-  path: string;
-}
-
-/** Parses the keys and values under `prefix`; malformed entries come back as problems. */
-export function parseAnnouncements(prefix: string, kvs: Record<string, string>): { instances: ServiceInstance[]; problems: string[] } {
-  const instances: ServiceInstance[] = [];
-  const problems: string[] = [];
-  for (const [key, raw] of Object.entries(kvs)) {
-    const rest = key.slice(prefix.length).split('/');
-    if (rest.length !== 2 || !rest[0] || !rest[1]) {
-      problems.push(`${key}: not <prefix><service>/<instance>`);
-      continue;
-    }
-    let v: Record<string, unknown>;
-    try {
-      v = JSON.parse(raw) as Record<string, unknown>;
-      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
-    } catch {
-      problems.push(`${key}: value is not a JSON object: ${raw.slice(0, 80)}`);
-      continue;
-    }
-    const port = v.port;
-    const protocol = v.protocol ?? 'tcp';
-    if (typeof v.host !== 'string' || !v.host || typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535 || (protocol !== 'tcp' && protocol !== 'http')) {
-      problems.push(`${key}: want {"host": string, "port": 1-65535, "protocol"?: "tcp"|"http"}, got ${raw.slice(0, 120)}`);
-      continue;
-    }
-    instances.push({ service: rest[0], instance: rest[1], host: v.host, port, protocol, path: typeof v.path === 'string' && v.path.startsWith('/') ? v.path : '/' });
-  }
-  return { instances, problems };
-}
+export type { ServiceInstance };
+/** The discovery module's parser (src/discovery/endpoint.ts): one schema for announcers and verify. */
+export { parseAnnouncements };
 
 async function announcements(cluster: VerifyCluster): Promise<{ instances: ServiceInstance[]; problems: string[] }> {
   const prefix = cluster.inventory.discovery.prefix;
