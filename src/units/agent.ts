@@ -205,13 +205,16 @@ export class Agent extends EventEmitter {
       this.pendingReports.clear();
       const lease = this.lease;
       if (!lease?.alive) continue;
-      const writes: Array<{ unit: string; hash: string; active: string; sub: string; key: string }> = [];
+      const writes: Array<{ unit: string; hash: string; active: string; sub: string; result?: string; key: string }> = [];
       for (const st of batch) {
         const a = this.desired.get(st.name);
         if (!a) continue;
+        // The content that actually runs: between a new assignment and the restart, the old
+        // copy's state must not pass for the new content's (a rolling update waits on it).
+        const hash = this.startedHash.get(st.name) ?? a.hash;
         // Only changes are written: reconciles re-report every unit, etcd need not hear it.
-        const key = `${a.hash} ${lease.leaseId} ${st.active} ${st.sub}`;
-        if (this.reported.get(st.name) !== key) writes.push({ unit: st.name, hash: a.hash, active: st.active, sub: st.sub, key });
+        const key = `${hash} ${lease.leaseId} ${st.active} ${st.sub} ${st.result ?? ''}`;
+        if (this.reported.get(st.name) !== key) writes.push({ unit: st.name, hash, active: st.active, sub: st.sub, ...(st.result !== undefined ? { result: st.result } : {}), key });
       }
       if (writes.length === 0) continue;
       try {

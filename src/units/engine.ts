@@ -7,9 +7,10 @@
 import { EventEmitter } from 'node:events';
 import { FlotillaError } from '../errors';
 import { mapLimit, Signal, sleep } from '../util/async';
-import type { Fence, Leadership, Registry, RegistrySnapshot, RegistryWatch } from './registry';
+import { ROLLOUT_IN_PROGRESS, type Fence, type Leadership, type Registry, type RegistrySnapshot, type RegistryWatch, type UnitHealth, type UnitState } from './registry';
 import { planSchedule, type SchedulableJob, type SchedulePlan } from './scheduler';
 import { parseUnitFile, unitNameInfo } from './unit-file';
+import { backoffFor, parseUnitPolicy, shouldReschedule, type UnitPolicy } from './unit-policy';
 import { parseXFleet, type XFleetOptions } from './xfleet';
 
 export interface EngineOptions {
@@ -23,21 +24,39 @@ export interface EngineOptions {
   /** Concurrent etcd writes while applying a plan. */
   writeConcurrency?: number;
   log?: (message: string) => void;
+  /** The engine's clock (ms since the epoch), for failure backoffs; injectable for tests. */
+  now?: () => number;
 }
 
 export interface ReconcileResult {
   assigned: number;
   unassigned: number;
   unplaceable: number;
+  /** Failures recorded this pass (units that will move). */
+  failures: number;
   revision: string;
   ms: number;
 }
 
-/** Parsed [X-Fleet] options per content hash: bodies never change, so each is parsed once. */
-type ParsedOptions = { options: XFleetOptions } | { problem: string };
+/** Parsed [X-Fleet] options and policy per content hash: bodies never change, so each is parsed once. */
+type ParsedOptions = { options: XFleetOptions; policy: UnitPolicy } | { problem: string };
+
+/** "03:41:05Z": short enough for a REASON column, exact enough to act on. */
+function clock(ms: number): string {
+  return `${new Date(ms).toISOString().slice(11, 19)}Z`;
+}
+
+/** Why a unit avoids a machine, for list-units and the scheduler's reasons. */
+export function avoidReason(h: Pick<UnitHealth, 'machineId' | 'failures' | 'lastResult' | 'avoidUntil'>): string {
+  return `failed on ${h.machineId} ${h.failures === 1 ? 'once' : `${h.failures} times`} (${h.lastResult}); avoided until ${clock(Date.parse(h.avoidUntil))}`;
+}
 
 export class Engine extends EventEmitter {
   private readonly opts: Required<Omit<EngineOptions, 'log'>> & Pick<EngineOptions, 'log'>;
+  /** Failed states seen on the watch since the last pass, by unit and machine. */
+  private failedStates = new Map<string, UnitState>();
+  /** After a (re)subscription, the next pass reads every state: failures may have been missed. */
+  private scanStates = true;
   private readonly abort = new AbortController();
   private readonly parsed = new Map<string, ParsedOptions>();
   private running: Promise<void> | undefined;
@@ -46,7 +65,7 @@ export class Engine extends EventEmitter {
 
   constructor(opts: EngineOptions) {
     super();
-    this.opts = { writeConcurrency: 8, ...opts };
+    this.opts = { writeConcurrency: 8, now: Date.now, ...opts };
   }
 
   get isLeader(): boolean {
@@ -100,10 +119,16 @@ export class Engine extends EventEmitter {
     let watch: RegistryWatch | undefined;
     const sweep = setInterval(() => wake.poke(), this.opts.reconcileIntervalMs);
     try {
+      this.scanStates = true;
       watch = await this.opts.registry.watchAll((ev) => {
-        // Placement depends on jobs and machines only; the engine's own schedule/placement
-        // writes and agents' state reports come back as events but need no reconcile.
-        if (ev.type === 'resync' || ev.kind === 'job' || ev.kind === 'machine') wake.poke();
+        // Placement depends on jobs, machines, rollouts and failures; the engine's own
+        // schedule/placement/health writes and healthy state reports need no reconcile.
+        if (ev.type === 'resync') this.scanStates = true;
+        if (ev.type === 'put' && ev.kind === 'state' && ev.state?.active === 'failed') {
+          this.failedStates.set(`${ev.state.unit}\0${ev.state.machineId}`, ev.state);
+          wake.poke();
+        }
+        if (ev.type === 'resync' || ev.kind === 'job' || ev.kind === 'machine' || ev.kind === 'rollout') wake.poke();
       });
       wake.poke();
       while (!this.abort.signal.aborted && leadership.isLeader) {
@@ -114,6 +139,7 @@ export class Engine extends EventEmitter {
           this.emit('reconciled', r);
         } catch (err) {
           if (FlotillaError.is(err) && err.code === 'conflict') break; // fenced out: no longer the leader
+          this.scanStates = true; // failures taken from the watch for this pass must not be lost
           this.emit('error', err);
           this.log(`reconcile failed: ${(err as Error).message}`);
           await sleep(200, this.abort.signal);
@@ -127,8 +153,10 @@ export class Engine extends EventEmitter {
   }
 
   /** Jobs with their parsed options, and the units whose body does not parse. */
-  private async optionsFor(snapshot: RegistrySnapshot): Promise<{ jobs: SchedulableJob[]; invalid: Map<string, { hash: string; reason: string }> }> {
+  private async optionsFor(snapshot: RegistrySnapshot): Promise<{ jobs: SchedulableJob[]; policies: Map<string, UnitPolicy>; invalid: Map<string, { hash: string; reason: string }> }> {
     const jobs: SchedulableJob[] = [];
+    const policies = new Map<string, UnitPolicy>();
+    const rollouts = new Map(snapshot.rollouts.filter((r) => ROLLOUT_IN_PROGRESS.includes(r.phase)).map((r) => [r.unit, r]));
     const invalid = new Map<string, { hash: string; reason: string }>();
     for (const job of snapshot.jobs) {
       if (unitNameInfo(job.name).kind === 'template') continue; // templates are never placed; their instances are
@@ -137,25 +165,107 @@ export class Engine extends EventEmitter {
         const text = await this.opts.registry.getBody(job.hash);
         if (text === undefined) continue; // destroyed since the snapshot
         try {
-          p = { options: parseXFleet(parseUnitFile(text, job.name)) };
+          const unit = parseUnitFile(text, job.name);
+          const options = parseXFleet(unit);
+          p = { options, policy: parseUnitPolicy(unit, options) };
         } catch (err) {
           p = { problem: (err as Error).message.replace(/\n\s*/g, '; ') };
         }
         this.parsed.set(job.hash, p);
       }
-      if ('options' in p) jobs.push({ name: job.name, hash: job.hash, desiredState: job.desiredState, options: p.options });
-      else invalid.set(job.name, { hash: job.hash, reason: `invalid unit: ${p.problem}` });
+      if ('options' in p) {
+        const rollout = rollouts.get(job.name);
+        jobs.push({
+          name: job.name,
+          hash: job.hash,
+          desiredState: job.desiredState,
+          options: p.options,
+          resources: p.policy.resources,
+          placement: p.policy.placement,
+          ...(rollout ? { rollout: { hashOn: new Map(Object.entries(rollout.hashOn)) } } : {}),
+        });
+        policies.set(job.name, p.policy);
+      } else invalid.set(job.name, { hash: job.hash, reason: `invalid unit: ${p.problem}` });
     }
-    return { jobs, invalid };
+    return { jobs, policies, invalid };
+  }
+
+  /**
+   * Turns failed state reports into health records (a failure per unit and machine,
+   * under the unit's policy, counted once), forgets records that no longer apply, and
+   * returns the machines each unit must avoid now.
+   */
+  private async recordFailures(snap: RegistrySnapshot, policies: Map<string, UnitPolicy>, fence: Fence): Promise<{ avoid: Map<string, Map<string, string>>; recorded: number }> {
+    const reg = this.opts.registry;
+    const now = this.opts.now();
+    const failed = this.failedStates;
+    this.failedStates = new Map();
+    for (const st of snap.states) if (st.active === 'failed') failed.set(`${st.unit}\0${st.machineId}`, st);
+    const health = new Map(snap.health.map((h) => [`${h.unit}\0${h.machineId}`, h]));
+    const assigned = new Map(snap.schedule.map((a) => [`${a.unit}\0${a.machineId}`, a]));
+    const jobs = new Map(snap.jobs.map((j) => [j.name, j]));
+    const rollouts = new Map(snap.rollouts.map((r) => [r.unit, r]));
+    let recorded = 0;
+    for (const [key, st] of failed) {
+      const policy = policies.get(st.unit);
+      const a = assigned.get(key);
+      // Only a failure of the copy the engine placed there counts (not a stale report).
+      if (!policy || !a || a.hash !== st.hash || !shouldReschedule(policy.reschedule, st.result)) continue;
+      const old = health.get(key);
+      if (old && old.hash === st.hash && old.stateUpdatedAt === st.updatedAt) continue;
+      const failures = (old && old.hash === st.hash ? old.failures : 0) + 1;
+      const h: UnitHealth = {
+        unit: st.unit,
+        machineId: st.machineId,
+        hash: st.hash,
+        failures,
+        lastResult: st.result ?? 'failed',
+        lastFailureAt: new Date(now).toISOString(),
+        avoidUntil: new Date(now + backoffFor(policy, failures)).toISOString(),
+        stateUpdatedAt: st.updatedAt,
+      };
+      try {
+        await reg.recordFailure(h, fence);
+      } catch (err) {
+        if (FlotillaError.is(err) && err.code === 'not-found') continue; // destroyed or updated meanwhile
+        throw err;
+      }
+      health.set(key, h);
+      recorded++;
+      this.log(`${st.unit} failed on ${st.machineId} (${h.lastResult}, failure ${failures}); avoiding it there until ${h.avoidUntil}`);
+    }
+    const avoid = new Map<string, Map<string, string>>();
+    for (const [key, h] of health) {
+      const job = jobs.get(h.unit);
+      const policy = policies.get(h.unit);
+      const r = rollouts.get(h.unit);
+      const current = job && (h.hash === job.hash || (r && ROLLOUT_IN_PROGRESS.includes(r.phase) && (h.hash === r.fromHash || h.hash === r.toHash)));
+      const until = Date.parse(h.avoidUntil);
+      // Forgiven: a new content starts clean, and a machine is forgiven a backoff-max after its backoff ended.
+      if (!current || !policy || now > until + policy.backoffMaxMs) {
+        if (job) await reg.clearHealth(h.unit, h.machineId, fence);
+        health.delete(key);
+        continue;
+      }
+      if (now < until) {
+        let m = avoid.get(h.unit);
+        if (!m) avoid.set(h.unit, (m = new Map()));
+        m.set(h.machineId, avoidReason(h));
+      }
+    }
+    return { avoid, recorded };
   }
 
   /** One reconcile pass: plan from a snapshot and write the difference. */
   async reconcile(fence: Fence): Promise<ReconcileResult> {
     const t0 = performance.now();
     const reg = this.opts.registry;
-    const snap = await reg.snapshot({ states: false });
-    const { jobs, invalid } = await this.optionsFor(snap);
-    const plan: SchedulePlan = planSchedule({ jobs, machines: snap.machines, schedule: snap.schedule });
+    const scan = this.scanStates;
+    this.scanStates = false;
+    const snap = await reg.snapshot({ states: scan });
+    const { jobs, policies, invalid } = await this.optionsFor(snap);
+    const { avoid, recorded } = await this.recordFailures(snap, policies, fence);
+    const plan: SchedulePlan = planSchedule({ jobs, machines: snap.machines, schedule: snap.schedule, avoid });
     const stateOf = new Map(jobs.map((j) => [j.name, j.desiredState]));
     const current = new Map(snap.schedule.map((a) => [`${a.unit}\0${a.machineId}`, a]));
     // A changed desired state (loaded <-> launched) rewrites the assignment so the agent sees it.
@@ -192,6 +302,6 @@ export class Engine extends EventEmitter {
     for (const unit of existing.keys()) if (!verdicts.has(unit)) placementWrites.push(() => reg.setPlacement(unit, undefined, fence));
     await mapLimit(placementWrites, this.opts.writeConcurrency, (w) => w());
     if (assign.length || plan.unassign.length) this.log(`revision ${snap.revision}: assigned ${assign.length}, removed ${plan.unassign.length}, unplaceable ${verdicts.size}`);
-    return { assigned: assign.length, unassigned: plan.unassign.length, unplaceable: verdicts.size, revision: snap.revision, ms: performance.now() - t0 };
+    return { assigned: assign.length, unassigned: plan.unassign.length, unplaceable: verdicts.size, failures: recorded, revision: snap.revision, ms: performance.now() - t0 };
   }
 }

@@ -3,6 +3,7 @@
  * engine). Configuration comes from the rendered /etc/flotilla/fleetd.json and/or flags.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { FlotillaError } from '../errors';
 import { Agent } from './agent';
@@ -48,8 +49,16 @@ export function parseMetadataFlag(value: string): Record<string, string> {
   return out;
 }
 
-/** Reads a fleetd.json (as rendered) into a config; `overrides` win. */
-export function loadFleetdConfig(file: string | undefined, overrides: Partial<FleetdConfig> & { machineIdFile?: string }): FleetdConfig {
+/** What this host has, for resource-aware placement: its CPUs and memory (MiB). */
+export function detectCapacity(): FleetdConfig['capacity'] {
+  return { cpus: os.availableParallelism?.() ?? os.cpus().length, memoryMiB: Math.floor(os.totalmem() / 1024 ** 2) };
+}
+
+/**
+ * Reads a fleetd.json (as rendered) into a config; `overrides` win. Capacity is detected
+ * unless the file or the overrides set it (each of cpus and memoryMiB on its own).
+ */
+export function loadFleetdConfig(file: string | undefined, overrides: Omit<Partial<FleetdConfig>, 'capacity'> & { machineIdFile?: string; capacity?: Partial<FleetdConfig['capacity']> }): FleetdConfig {
   let fromFile: Record<string, unknown> = {};
   if (file) {
     try {
@@ -59,7 +68,17 @@ export function loadFleetdConfig(file: string | undefined, overrides: Partial<Fl
       throw new FlotillaError('invalid-input', `${file}: not valid JSON: ${(err as Error).message}`);
     }
   }
-  const merged = { ...fromFile, ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) } as Record<string, unknown>;
+  const { capacity: capacityOverride, ...rest } = overrides;
+  const merged = { ...fromFile, ...Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) } as Record<string, unknown>;
+  const fileCapacity = (fromFile.capacity ?? {}) as Record<string, unknown>;
+  const detected = detectCapacity();
+  const capacity = { ...detected };
+  for (const k of ['cpus', 'memoryMiB'] as const) {
+    const v = capacityOverride?.[k] ?? fileCapacity[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new FlotillaError('invalid-input', `${capacityOverride?.[k] !== undefined ? 'fleetd' : `${file}: capacity.${k}`}: ${k} must be a positive number (got ${JSON.stringify(v)})`);
+    capacity[k] = v;
+  }
   let machineId = merged.machineId as string | undefined;
   if (!machineId) {
     const idFile = (merged.machineIdFile as string | undefined) ?? '/etc/machine-id';
@@ -76,7 +95,7 @@ export function loadFleetdConfig(file: string | undefined, overrides: Partial<Fl
     machineId,
     metadata: (merged.metadata as Record<string, string>) ?? {},
     address: (merged.address as string) ?? '127.0.0.1',
-    capacity: (merged.capacity as FleetdConfig['capacity']) ?? { cpus: 1, memoryMiB: 1024 },
+    capacity,
     ttlSeconds: Number(merged.ttlSeconds ?? 4),
     reconcileIntervalMs: Number(merged.reconcileIntervalMs ?? 2000),
     runner: (merged.runner as FleetdConfig['runner']) ?? 'auto',

@@ -93,8 +93,78 @@ export interface UnitState {
   active: string;
   /** systemd SubState: running, dead, exited, ... */
   sub: string;
+  /** systemd Result of the last run (success, exit-code, start-limit-hit, ...), when known. */
+  result?: string;
   /** ISO 8601. */
   updatedAt: string;
+}
+
+/**
+ * `health/<unit>/<machineId>`: the engine's memory of a unit failing on a machine, so it
+ * keeps the unit away from there for a while (the backoff grows with each failure).
+ */
+export interface UnitHealth {
+  unit: string;
+  machineId: string;
+  /** The content that failed; a new content starts with a clean record. */
+  hash: string;
+  failures: number;
+  /** systemd Result of the last failure (start-limit-hit, exit-code, ...). */
+  lastResult: string;
+  /** ISO 8601. */
+  lastFailureAt: string;
+  /** ISO 8601: the machine is not used for this unit before then. */
+  avoidUntil: string;
+  /** `updatedAt` of the state report that recorded the last failure: a report counts once. */
+  stateUpdatedAt: string;
+}
+
+/** in progress: `rolling`, `rolling-back`, `failed` (stopped; resume or roll back). Finished: `done`, `rolled-back`. */
+export type RolloutPhase = 'rolling' | 'rolling-back' | 'failed' | 'done' | 'rolled-back';
+export const ROLLOUT_PHASES: readonly RolloutPhase[] = ['rolling', 'rolling-back', 'failed', 'done', 'rolled-back'];
+export const ROLLOUT_IN_PROGRESS: readonly RolloutPhase[] = ['rolling', 'rolling-back', 'failed'];
+
+export interface RolloutOptions {
+  /** Copies restarted at once. */
+  maxUnavailable: number;
+  /** Run (sh -c) after each copy is active; must exit 0 before the next batch. */
+  healthCmd?: string;
+  /** Per batch: active + healthy within this long, or the batch failed. */
+  timeoutMs: number;
+  /** A copy must stay active this long to count. */
+  minReadyMs: number;
+  rollbackOnFailure: boolean;
+}
+
+export interface RolloutStep {
+  machineId: string;
+  hash: string;
+  ok: boolean;
+  detail: string;
+  /** ISO 8601. */
+  at: string;
+}
+
+/**
+ * `rollouts/<unit>`: a rolling update of a submitted unit from one content to another.
+ * While in progress, both contents stay referenced; the engine gives each copy the
+ * content `hashOn` names for its machine, leaves copies the rollout has not reached as
+ * they are, and gives new copies the job's content.
+ */
+export interface Rollout {
+  unit: string;
+  fromHash: string;
+  toHash: string;
+  phase: RolloutPhase;
+  hashOn: Record<string, string>;
+  options: RolloutOptions;
+  steps: RolloutStep[];
+  error?: string;
+  /** ISO 8601. */
+  startedAt: string;
+  updatedAt: string;
+  /** etcd mod revision of the record (not stored): pass it back to change the record. */
+  revision: string;
 }
 
 /** `placement/<unit>`: why the engine could not place a unit. */
@@ -132,6 +202,8 @@ export interface RegistrySnapshot {
   schedule: Assignment[];
   states: UnitState[];
   placements: Placement[];
+  health: UnitHealth[];
+  rollouts: Rollout[];
   leader: LeaderInfo | undefined;
 }
 
@@ -147,12 +219,16 @@ export type WatchEvent<T> =
   /** `id` is the unit name (assignments) or the machine ID (machines). */
   | { type: 'delete'; id: string; revision: string };
 
-export type RegistryKind = 'job' | 'machine' | 'schedule' | 'state' | 'placement';
+export type RegistryKind = 'job' | 'machine' | 'schedule' | 'state' | 'placement' | 'health' | 'rollout';
 
-/** What `watchAll` delivers: notifications only; read state with `snapshot()`. */
+/**
+ * What `watchAll` delivers: notifications only (read state with `snapshot()`), except that
+ * a state put carries the reported state, so the engine can react to failures without
+ * reading every state.
+ */
 export type RegistryChange =
   | { type: 'resync'; revision: string }
-  | { type: 'put' | 'delete'; kind: RegistryKind; unit?: string; machineId?: string; revision: string };
+  | { type: 'put' | 'delete'; kind: RegistryKind; unit?: string; machineId?: string; revision: string; state?: UnitState };
 
 export interface WatchOptions {
   /** Receives callback exceptions, malformed values and watch failures. Default: process.emitWarning. */
@@ -225,7 +301,9 @@ type ParsedKey =
   | { kind: 'schedule'; machineId: string; unit: string }
   | { kind: 'state'; machineId: string; unit: string }
   | { kind: 'placement'; unit: string }
-  | { kind: 'body' | 'ref' | 'leader' | 'unknown' };
+  | { kind: 'health'; unit: string; machineId: string }
+  | { kind: 'rollout'; unit: string }
+  | { kind: 'body' | 'ref' | 'leader' | 'rollout-lock' | 'unknown' };
 
 function keys(prefix: string) {
   const p = prefix;
@@ -248,6 +326,13 @@ function keys(prefix: string) {
     state: (machineId: string, unit: string) => `${p}states/${machineId}/${unit}`,
     placements: `${p}placement/`,
     placement: (unit: string) => `${p}placement/${unit}`,
+    healthAll: `${p}health/`,
+    healthOf: (unit: string) => `${p}health/${unit}/`,
+    health: (unit: string, machineId: string) => `${p}health/${unit}/${machineId}`,
+    rollouts: `${p}rollouts/`,
+    rollout: (unit: string) => `${p}rollouts/${unit}`,
+    /** Held under the driving client's lease: one driver per rollout. */
+    rolloutLock: (unit: string) => `${p}rollout-locks/${unit}`,
     leader: `${p}engine/leader`,
     /** The last path segment of a key under `base`. */
     tail: (key: string, base: string) => key.slice(base.length),
@@ -262,6 +347,9 @@ function keys(prefix: string) {
       if (a === 'schedule' && b && c && parts.length === 3) return { kind: 'schedule', machineId: b, unit: c };
       if (a === 'states' && b && c && parts.length === 3) return { kind: 'state', machineId: b, unit: c };
       if (a === 'placement' && b && parts.length === 2) return { kind: 'placement', unit: b };
+      if (a === 'health' && b && c && parts.length === 3) return { kind: 'health', unit: b, machineId: c };
+      if (a === 'rollouts' && b && parts.length === 2) return { kind: 'rollout', unit: b };
+      if (a === 'rollout-locks') return { kind: 'rollout-lock' };
       if (a === 'engine' && b === 'leader' && d === undefined) return { kind: 'leader' };
       return { kind: 'unknown' };
     },
@@ -323,7 +411,63 @@ function decodeAssignment(machineId: string, o: Json): Assignment {
   return { machineId, unit: str(o, 'unit'), hash: str(o, 'hash'), desiredState, assignedAt: str(o, 'assignedAt'), ...(reason !== undefined ? { reason } : {}) };
 }
 function decodeState(machineId: string, o: Json): UnitState {
-  return { machineId, unit: str(o, 'unit'), hash: str(o, 'hash'), active: str(o, 'active'), sub: str(o, 'sub'), updatedAt: str(o, 'updatedAt') };
+  const result = optStr(o, 'result');
+  return { machineId, unit: str(o, 'unit'), hash: str(o, 'hash'), active: str(o, 'active'), sub: str(o, 'sub'), ...(result !== undefined ? { result } : {}), updatedAt: str(o, 'updatedAt') };
+}
+function decodeHealth(o: Json): UnitHealth {
+  return {
+    unit: str(o, 'unit'),
+    machineId: str(o, 'machineId'),
+    hash: str(o, 'hash'),
+    failures: num(o, 'failures'),
+    lastResult: str(o, 'lastResult'),
+    lastFailureAt: str(o, 'lastFailureAt'),
+    avoidUntil: str(o, 'avoidUntil'),
+    stateUpdatedAt: str(o, 'stateUpdatedAt'),
+  };
+}
+function decodeRollout(o: Json, revision: string): Rollout {
+  const phase = str(o, 'phase');
+  if (!(ROLLOUT_PHASES as readonly string[]).includes(phase)) throw new Malformed(`bad phase ${phase}`);
+  const hashOn: Record<string, string> = {};
+  for (const [m, h] of Object.entries(asObject(o['hashOn']))) {
+    if (typeof h !== 'string') throw new Malformed(`hashOn.${m} is not a string`);
+    hashOn[m] = h;
+  }
+  const opts = asObject(o['options']);
+  const healthCmd = optStr(opts, 'healthCmd');
+  if (typeof opts['rollbackOnFailure'] !== 'boolean') throw new Malformed('options.rollbackOnFailure is not a boolean');
+  const stepsRaw = o['steps'];
+  if (!Array.isArray(stepsRaw)) throw new Malformed('steps is not a list');
+  const steps = stepsRaw.map((x) => {
+    const st = asObject(x);
+    if (typeof st['ok'] !== 'boolean') throw new Malformed('steps[].ok is not a boolean');
+    return { machineId: str(st, 'machineId'), hash: str(st, 'hash'), ok: st['ok'], detail: str(st, 'detail'), at: str(st, 'at') };
+  });
+  const error = optStr(o, 'error');
+  return {
+    unit: str(o, 'unit'),
+    fromHash: str(o, 'fromHash'),
+    toHash: str(o, 'toHash'),
+    phase: phase as RolloutPhase,
+    hashOn,
+    options: {
+      maxUnavailable: num(opts, 'maxUnavailable'),
+      ...(healthCmd !== undefined ? { healthCmd } : {}),
+      timeoutMs: num(opts, 'timeoutMs'),
+      minReadyMs: num(opts, 'minReadyMs'),
+      rollbackOnFailure: opts['rollbackOnFailure'],
+    },
+    steps,
+    ...(error !== undefined ? { error } : {}),
+    startedAt: str(o, 'startedAt'),
+    updatedAt: str(o, 'updatedAt'),
+    revision,
+  };
+}
+function encodeRollout(r: Rollout): string {
+  const { revision: _rev, ...stored } = r;
+  return JSON.stringify(stored);
 }
 function decodePlacement(o: Json): Placement {
   if (o['status'] !== 'unplaceable') throw new Malformed('status is not "unplaceable"');
@@ -867,7 +1011,7 @@ export class Registry {
     if (!kv) return this.submitUnit(name, unitText, opts); // destroyed in between: try again
     const existing = this.decode(kv, 'job', decodeJob);
     if (existing.hash === hash) return { job: existing, created: false };
-    throw new FlotillaError('conflict', `unit ${name} is already submitted with different content (sha256 ${existing.hash.slice(0, 12)}, new ${hash.slice(0, 12)}); destroy it first`);
+    throw new FlotillaError('conflict', `unit ${name} is already submitted with different content (sha256 ${existing.hash.slice(0, 12)}, new ${hash.slice(0, 12)}); update it (flotilla units update) or destroy it first`);
   }
 
   /** The job and its unit file text, or undefined. */
@@ -922,16 +1066,28 @@ export class Registry {
     const k = this.k;
     let job: Job | undefined;
     let destroyedAt = '';
+    /** Every content the unit references: its own, and both sides of a rollout in progress. */
+    let hashes: string[] = [];
     for (let i = 0; i < MAX_RETRIES && !job; i++) {
       const kv = await this.getKv(k.job(name));
       if (!kv) return false;
       const candidate = this.decode(kv, 'job', decodeJob);
+      const rkv = await this.getKv(k.rollout(name));
+      const rollout = rkv ? this.decode(rkv, 'rollout', (o) => decodeRollout(o, rkv.mod_revision)) : undefined;
+      const refs = [...new Set([candidate.hash, ...(rollout ? [rollout.fromHash, rollout.toHash] : [])])];
       const res = await this.txn(`destroy ${name}`, {
-        compare: [cmp.modified(k.job(name), kv.mod_revision)],
-        success: [op.del(k.job(name)), op.del(k.ref(candidate.hash, name)), op.del(k.placement(name))],
+        compare: [cmp.modified(k.job(name), kv.mod_revision), rkv ? cmp.modified(k.rollout(name), rkv.mod_revision) : cmp.created(k.rollout(name), 'Equal', 0)],
+        success: [
+          op.del(k.job(name)),
+          ...refs.map((h) => op.del(k.ref(h, name))),
+          op.del(k.placement(name)),
+          op.del(k.rollout(name)),
+          { request_delete_range: { key: buf(k.healthOf(name)), range_end: prefixEnd(k.healthOf(name)) } },
+        ],
       });
       if (res.succeeded) {
         job = candidate;
+        hashes = refs;
         destroyedAt = res.header.revision;
       }
     }
@@ -945,7 +1101,7 @@ export class Registry {
       if (parsed.kind !== 'schedule' || parsed.unit !== name || BigInt(kv.create_revision) >= BigInt(destroyedAt)) continue;
       await this.txn(`unassign ${name}`, { compare: [cmp.modified(keyOf(kv), kv.mod_revision)], success: [op.del(keyOf(kv))] });
     }
-    await this.collectBody(job.hash);
+    for (const h of hashes) await this.collectBody(h);
     return true;
   }
 
@@ -1188,15 +1344,170 @@ export class Registry {
     return this.decodeMany(res.kvs, 'placement', (_, o) => decodePlacement(o));
   }
 
+  // ---- health (engine writes, fenced) -------------------------------------
+
+  /** Records a unit's failure on a machine (fenced; only while that content is submitted). */
+  async recordFailure(h: UnitHealth, fence: Fence): Promise<void> {
+    checkName('unit name', h.unit);
+    checkName('machine ID', h.machineId);
+    checkHash(h.hash);
+    this.checkFence(fence);
+    const k = this.k;
+    const res = await this.txn(`record failure of ${h.unit} on ${h.machineId}`, {
+      compare: [cmp.created(k.leader, 'Equal', fence.createRevision), cmp.created(k.ref(h.hash, h.unit), 'Greater', 0)],
+      success: [op.put(k.health(h.unit, h.machineId), JSON.stringify(h))],
+      failure: [op.get(k.leader)],
+    });
+    if (res.succeeded) return;
+    const leader = rangeKvs(res, 0)[0];
+    if (leader?.create_revision !== fence.createRevision) throw this.fencedOut(fence, leader, `record failure of ${h.unit}`);
+    throw new FlotillaError('not-found', `record failure of ${h.unit}: content ${h.hash.slice(0, 12)} is not submitted`);
+  }
+
+  /** Forgets a unit's failures on a machine (fenced). */
+  async clearHealth(unit: string, machineId: string, fence: Fence): Promise<void> {
+    checkName('unit name', unit);
+    checkName('machine ID', machineId);
+    this.checkFence(fence);
+    const res = await this.txn(`clear health of ${unit} on ${machineId}`, {
+      compare: [cmp.created(this.k.leader, 'Equal', fence.createRevision)],
+      success: [op.del(this.k.health(unit, machineId))],
+      failure: [op.get(this.k.leader)],
+    });
+    if (!res.succeeded) throw this.fencedOut(fence, rangeKvs(res, 0)[0], `clear health of ${unit}`);
+  }
+
+  async listHealth(unit?: string): Promise<UnitHealth[]> {
+    const res = await this.range('list health', unit === undefined ? this.k.healthAll : this.k.healthOf(checkName('unit name', unit)));
+    return this.decodeMany(res.kvs, 'health record', (_, o) => decodeHealth(o));
+  }
+
+  // ---- rolling updates (client writes) -------------------------------------
+
+  async getRollout(unit: string): Promise<Rollout | undefined> {
+    const kv = await this.getKv(this.k.rollout(checkName('unit name', unit)));
+    return kv ? this.decode(kv, 'rollout', (o) => decodeRollout(o, kv.mod_revision)) : undefined;
+  }
+
+  /**
+   * Starts a rolling update: in one transaction the job's content becomes `unitText`
+   * (body and reference added), the old content stays referenced, and the rollout record
+   * is written. 'not-found' if the unit is not submitted; 'conflict' if a rollout of it
+   * is in progress or the job changed meanwhile. `undefined` when the content is the same.
+   */
+  async beginRollout(name: string, unitText: string, options: RolloutOptions): Promise<Rollout | undefined> {
+    checkName('unit name', name);
+    if (Buffer.byteLength(unitText) > MAX_UNIT_BYTES) throw new FlotillaError('too-large', `unit ${name}: ${Buffer.byteLength(unitText)} bytes exceeds ${MAX_UNIT_BYTES}`);
+    const k = this.k;
+    const hash = createHash('sha256').update(unitText, 'utf8').digest('hex');
+    const kv = await this.getKv(k.job(name));
+    if (!kv) throw new FlotillaError('not-found', `unit ${name} is not submitted: submit it first (an update replaces a submitted unit)`);
+    const job = this.decode(kv, 'job', decodeJob);
+    const rkv = await this.getKv(k.rollout(name));
+    const previous = rkv ? this.decode(rkv, 'rollout', (o) => decodeRollout(o, rkv.mod_revision)) : undefined;
+    if (previous && ROLLOUT_IN_PROGRESS.includes(previous.phase)) {
+      throw new FlotillaError('conflict', `unit ${name}: a rolling update is in progress (phase ${previous.phase}, to ${previous.toHash.slice(0, 12)}); resume it or roll it back first`);
+    }
+    if (job.hash === hash) return undefined;
+    const at = now();
+    const rollout: Rollout = { unit: name, fromHash: job.hash, toHash: hash, phase: 'rolling', hashOn: {}, options, steps: [], startedAt: at, updatedAt: at, revision: '' };
+    const res = await this.txn(`begin update of ${name}`, {
+      compare: [cmp.modified(k.job(name), kv.mod_revision), rkv ? cmp.modified(k.rollout(name), rkv.mod_revision) : cmp.created(k.rollout(name), 'Equal', 0)],
+      success: [
+        op.put(k.job(name), JSON.stringify({ ...job, hash })),
+        op.put(k.ref(hash, name), ''),
+        op.txn({ compare: [cmp.created(k.body(hash), 'Equal', 0)], success: [op.put(k.body(hash), unitText)] }),
+        op.put(k.rollout(name), encodeRollout(rollout)),
+      ],
+    });
+    if (!res.succeeded) throw new FlotillaError('conflict', `unit ${name} changed while its update was starting; try again`);
+    return { ...rollout, revision: res.header.revision };
+  }
+
+  /**
+   * Writes a changed rollout record if nobody changed it since `r.revision`. A new phase
+   * changes the job too: `rolling-back` puts the old content back as the job's; `done`
+   * drops the old content, `rolled-back` the new one (their bodies go when unreferenced).
+   * Returns the record with its new revision; 'conflict' if it changed meanwhile.
+   */
+  async saveRollout(r: Rollout): Promise<Rollout> {
+    checkName('unit name', r.unit);
+    const k = this.k;
+    const stored = await this.getKv(k.rollout(r.unit));
+    if (!stored || stored.mod_revision !== r.revision) throw new FlotillaError('conflict', `rollout of ${r.unit} was changed by someone else (revision ${stored?.mod_revision ?? 'deleted'}, expected ${r.revision})`);
+    const before = this.decode(stored, 'rollout', (o) => decodeRollout(o, stored.mod_revision));
+    const next: Rollout = { ...r, updatedAt: now() };
+    const compare: ICompare[] = [cmp.modified(k.rollout(r.unit), r.revision)];
+    const success: IRequestOp[] = [op.put(k.rollout(r.unit), encodeRollout(next))];
+    let drop: string | undefined;
+    if (next.phase !== before.phase) {
+      const jkv = await this.getKv(k.job(r.unit));
+      if (!jkv) throw new FlotillaError('not-found', `unit ${r.unit} was destroyed during its update`);
+      const job = this.decode(jkv, 'job', decodeJob);
+      compare.push(cmp.modified(k.job(r.unit), jkv.mod_revision));
+      if (next.phase === 'rolling-back') success.push(op.put(k.job(r.unit), JSON.stringify({ ...job, hash: r.fromHash })));
+      if (next.phase === 'rolling') success.push(op.put(k.job(r.unit), JSON.stringify({ ...job, hash: r.toHash })));
+      if (next.phase === 'done') drop = r.fromHash;
+      if (next.phase === 'rolled-back') drop = r.toHash;
+      if (drop !== undefined && drop !== job.hash) success.push(op.del(k.ref(drop, r.unit)));
+      else drop = undefined;
+    }
+    const res = await this.txn(`save rollout of ${r.unit}`, { compare, success });
+    if (!res.succeeded) throw new FlotillaError('conflict', `rollout of ${r.unit} or its job changed meanwhile; try again`);
+    if (drop !== undefined) await this.collectBody(drop);
+    return { ...next, revision: res.header.revision };
+  }
+
+  /**
+   * Takes the lock that makes one client the driver of a unit's rollout, held under a
+   * lease: a driver that dies lets it go after `ttlSeconds`. 'conflict' if held.
+   */
+  async lockRollout(unit: string, driver: string, ttlSeconds = 10): Promise<{ release(): Promise<void>; readonly alive: boolean }> {
+    checkName('unit name', unit);
+    const key = this.k.rolloutLock(unit);
+    const lease = this.client.lease(ttlSeconds);
+    lease.on('lost', () => undefined);
+    const leaseId = await this.call(`grant lease for the rollout lock of ${unit}`, () => lease.grant());
+    const kept = new KeptLease(lease, leaseId, ttlSeconds, `rollout lock of ${unit}`, this);
+    kept.on('lost', () => undefined);
+    const res = await this.txn(`lock rollout of ${unit}`, {
+      compare: [cmp.created(key, 'Equal', 0)],
+      success: [op.put(key, JSON.stringify({ driver, since: now() }), leaseId)],
+      failure: [op.get(key)],
+    }).catch(async (err: unknown) => {
+      await kept.revoke().catch(() => undefined);
+      throw err;
+    });
+    if (!res.succeeded) {
+      await kept.revoke().catch(() => undefined);
+      const held = rangeKvs(res, 0)[0];
+      throw new FlotillaError('conflict', `the rollout of ${unit} is being driven by ${held ? text(held) : 'another client'}; it lets go within ${ttlSeconds} s of stopping`);
+    }
+    return {
+      release: () => kept.revoke(),
+      get alive() {
+        return kept.alive;
+      },
+    };
+  }
+
+  /** Every unit state report as it changes (a snapshot first, as typed watches do). */
+  watchStates(cb: (ev: WatchEvent<UnitState>) => void, opts: WatchOptions = {}): Promise<RegistryWatch> {
+    return this.typedWatch(this.k.states, 'unit state', (kv, o) => this.decodeStateKv(kv, o), (key) => {
+      const p = this.k.parse(key);
+      return p.kind === 'state' ? `${p.machineId}/${p.unit}` : key;
+    }, cb, opts);
+  }
+
   // ---- unit states (agent writes, under its lease) ------------------------
 
   /** Reports what systemd says of a unit; only while `lease` still holds the machine's registration. */
-  async reportState(machineId: string, lease: MachineLease, state: { unit: string; hash: string; active: string; sub: string; updatedAt?: string }): Promise<UnitState> {
+  async reportState(machineId: string, lease: MachineLease, state: { unit: string; hash: string; active: string; sub: string; result?: string; updatedAt?: string }): Promise<UnitState> {
     checkName('machine ID', machineId);
     checkName('unit name', state.unit);
     checkHash(state.hash);
     if (lease.machineId !== machineId) throw new FlotillaError('internal', `reportState: lease of machine ${lease.machineId} used for ${machineId}`);
-    const full: UnitState = { machineId, unit: state.unit, hash: state.hash, active: String(state.active), sub: String(state.sub), updatedAt: state.updatedAt ?? now() };
+    const full: UnitState = { machineId, unit: state.unit, hash: state.hash, active: String(state.active), sub: String(state.sub), ...(state.result !== undefined ? { result: String(state.result) } : {}), updatedAt: state.updatedAt ?? now() };
     const { machineId: _omit, ...stored } = full;
     const res = await this.txn(`report state of ${state.unit} on ${machineId}`, {
       compare: [cmp.lease(this.k.machine(machineId), lease.leaseId)],
@@ -1207,7 +1518,7 @@ export class Registry {
   }
 
   /** Reports several units' states in one transaction per 100 (an agent's batch). */
-  async reportStates(machineId: string, lease: MachineLease, states: ReadonlyArray<{ unit: string; hash: string; active: string; sub: string }>): Promise<void> {
+  async reportStates(machineId: string, lease: MachineLease, states: ReadonlyArray<{ unit: string; hash: string; active: string; sub: string; result?: string }>): Promise<void> {
     checkName('machine ID', machineId);
     if (lease.machineId !== machineId) throw new FlotillaError('internal', `reportStates: lease of machine ${lease.machineId} used for ${machineId}`);
     const at = now();
@@ -1218,7 +1529,8 @@ export class Registry {
         success: chunk.map((st) => {
           checkName('unit name', st.unit);
           checkHash(st.hash);
-          return op.put(this.k.state(machineId, st.unit), JSON.stringify({ unit: st.unit, hash: st.hash, active: String(st.active), sub: String(st.sub), updatedAt: at }), lease.leaseId);
+          const stored = { unit: st.unit, hash: st.hash, active: String(st.active), sub: String(st.sub), ...(st.result !== undefined ? { result: String(st.result) } : {}), updatedAt: at };
+          return op.put(this.k.state(machineId, st.unit), JSON.stringify(stored), lease.leaseId);
         }),
       });
       if (!res.succeeded) throw new FlotillaError('conflict', `report states on ${machineId}: machine is no longer registered under lease ${lease.leaseId}`);
@@ -1330,17 +1642,18 @@ export class Registry {
 
   // ---- whole-registry views for the engine --------------------------------
 
-  /** Jobs, machines, schedule, states, placements and leader, all at one revision. */
   /** Everything at one revision; `states: false` skips unit states (the engine does not place by them). */
   async snapshot(opts: { states?: boolean } = {}): Promise<RegistrySnapshot> {
     const k = this.k;
     const jobs = await this.range('snapshot', k.jobs);
     const rev = jobs.header.revision;
-    const [machines, schedule, states, placements, leader] = await Promise.all([
+    const [machines, schedule, states, placements, health, rollouts, leader] = await Promise.all([
       this.range('snapshot', k.machines, rev),
       this.range('snapshot', k.schedule, rev),
       opts.states === false ? Promise.resolve({ kvs: [] as IKeyValue[] } as unknown as IRangeResponse) : this.range('snapshot', k.states, rev),
       this.range('snapshot', k.placements, rev),
+      this.range('snapshot', k.healthAll, rev),
+      this.range('snapshot', k.rollouts, rev),
       this.call('snapshot', () => this.client.kv.range({ key: buf(k.leader), revision: rev })),
     ]);
     const leaderKv = leader.kvs[0];
@@ -1351,6 +1664,8 @@ export class Registry {
       schedule: this.decodeMany(schedule.kvs, 'assignment', (kv, o) => this.decodeAssignmentKv(kv, o)),
       states: this.decodeMany(states.kvs, 'unit state', (kv, o) => this.decodeStateKv(kv, o)),
       placements: this.decodeMany(placements.kvs, 'placement', (_, o) => decodePlacement(o)),
+      health: this.decodeMany(health.kvs, 'health record', (_, o) => decodeHealth(o)),
+      rollouts: this.decodeMany(rollouts.kvs, 'rollout', (kv, o) => decodeRollout(o, kv.mod_revision)),
       leader: leaderKv
         ? this.decode(leaderKv, 'leader record', (o) => ({ candidateId: str(o, 'candidateId'), leaseId: str(o, 'leaseId'), since: str(o, 'since'), createRevision: leaderKv.create_revision }))
         : undefined,
@@ -1368,10 +1683,18 @@ export class Registry {
       snapshot: (_, revision) => cb({ type: 'resync', revision }),
       event: (type, kv, revision) => {
         const p = this.k.parse(keyOf(kv));
-        if (p.kind === 'body' || p.kind === 'ref' || p.kind === 'leader' || p.kind === 'unknown') return;
+        if (p.kind === 'body' || p.kind === 'ref' || p.kind === 'leader' || p.kind === 'rollout-lock' || p.kind === 'unknown') return;
         const change: RegistryChange = { type, kind: p.kind, revision };
         if ('unit' in p) change.unit = p.unit;
         if ('machineId' in p) change.machineId = p.machineId;
+        if (p.kind === 'state' && type === 'put') {
+          try {
+            change.state = this.decode(kv, 'unit state', (o) => decodeState(p.machineId, o));
+          } catch (err) {
+            onError(err as Error);
+            return;
+          }
+        }
         cb(change);
       },
     }, onError);

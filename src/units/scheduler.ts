@@ -10,24 +10,44 @@
  * - eligibility: MachineID, MachineMetadata, MachineOf (on the machine of every target),
  *   Conflicts (neither side's globs match the other), Replaces (the replacing unit takes
  *   the replaced unit's machine and pushes it off);
- * - among eligible machines, the least loaded (fewest units), ties by machine ID;
+ * - resources: a unit's request (CPU, memory) must fit in what its machine has left; placed
+ *   units are never evicted by new ones, so a machine is never over-committed;
+ * - a machine the engine says to avoid for a unit (it failed there recently) is not eligible,
+ *   and a unit on such a machine moves;
+ * - among eligible machines: `spread` (default) the least used after placing (resource
+ *   share, then unit count), `pack` the most used that still fits; ties by machine ID;
  * - Global units run on every machine that matches their metadata and holds no conflict;
  * - a unit that cannot be placed gets a reason.
  */
 import type { Assignment, DesiredState, Job, MachineInfo } from './registry';
+import { describeRequest, formatCpus, type PlacementStrategy, type ResourceRequest } from './unit-policy';
 import { conflictsWith, globMatch, matchesMetadata, type XFleetOptions } from './xfleet';
 
 export interface SchedulableJob {
   name: string;
+  /** The content new copies get. */
   hash: string;
   desiredState: DesiredState;
   options: XFleetOptions;
+  /** What each copy takes from its machine; none when left out. */
+  resources?: ResourceRequest;
+  /** Default `spread`. */
+  placement?: PlacementStrategy;
+  /**
+   * A rolling update is under way: copies on these machines get this content, other
+   * placed copies keep the content they have, new copies get `hash`.
+   */
+  rollout?: { hashOn: ReadonlyMap<string, string> };
 }
+
+export type SchedulableMachine = Pick<MachineInfo, 'id' | 'metadata'> & Partial<Pick<MachineInfo, 'capacity'>>;
 
 export interface ScheduleInput {
   jobs: readonly SchedulableJob[];
-  machines: readonly Pick<MachineInfo, 'id' | 'metadata'>[];
+  machines: readonly SchedulableMachine[];
   schedule: readonly Pick<Assignment, 'machineId' | 'unit' | 'hash'>[];
+  /** Per unit, machines it must not run on for now, with why (failed there recently). */
+  avoid?: ReadonlyMap<string, ReadonlyMap<string, string>>;
 }
 
 export interface PlannedAssignment {
@@ -132,6 +152,7 @@ export function planSchedule(input: ScheduleInput): SchedulePlan {
   const machineById = new Map(machines.map((m) => [m.id, m]));
   const active = input.jobs.filter((j) => j.desiredState !== 'inactive');
   const jobByName = new Map(active.map((j) => [j.name, j]));
+  const avoid = input.avoid ?? new Map<string, ReadonlyMap<string, string>>();
 
   /** Units planned on each machine so far, and where each non-global unit went. */
   const onMachine = new Map<string, JobLike[]>(machines.map((m) => [m.id, []]));
@@ -143,19 +164,69 @@ export function planSchedule(input: ScheduleInput): SchedulePlan {
   const unplaceable = new Map<string, string>();
 
   const current = new Map<string, string[]>();
-  for (const a of input.schedule) current.set(a.unit, [...(current.get(a.unit) ?? []), a.machineId]);
+  const currentHash = new Map<string, string>();
+  for (const a of input.schedule) {
+    current.set(a.unit, [...(current.get(a.unit) ?? []), a.machineId]);
+    currentHash.set(`${a.unit}\0${a.machineId}`, a.hash);
+  }
+
+  // Resources: capacity, what placed units take, and what units placed now but not yet
+  // visited will keep taking (reserved), so a new unit never takes a placed unit's share.
+  const requestOf = (job: SchedulableJob): ResourceRequest | undefined => (job.resources && (job.resources.cpuMilli > 0 || job.resources.memoryMiB > 0) ? job.resources : undefined);
+  const capacity = new Map(machines.map((m) => [m.id, { cpu: m.capacity ? m.capacity.cpus * 1000 : Infinity, mem: m.capacity ? m.capacity.memoryMiB : Infinity }]));
+  const used = new Map(machines.map((m) => [m.id, { cpu: 0, mem: 0 }]));
+  const reserved = new Map(machines.map((m) => [m.id, { cpu: 0, mem: 0 }]));
+  const reserve = (job: SchedulableJob, sign: 1 | -1): void => {
+    const r = requestOf(job);
+    if (!r) return;
+    for (const id of current.get(job.name) ?? []) {
+      const x = reserved.get(id);
+      if (!x) continue;
+      x.cpu += sign * r.cpuMilli;
+      x.mem += sign * r.memoryMiB;
+    }
+  };
+  for (const j of active) reserve(j, 1);
+  /** Why the request does not fit on `id`, or undefined. A unit that stays counts only what is placed. */
+  const noRoom = (job: SchedulableJob, id: string, staying: boolean): string | undefined => {
+    const r = requestOf(job);
+    if (!r) return undefined;
+    const cap = capacity.get(id)!;
+    const u = used.get(id)!;
+    const res = staying ? { cpu: 0, mem: 0 } : reserved.get(id)!;
+    const freeCpu = cap.cpu - u.cpu - res.cpu;
+    const freeMem = cap.mem - u.mem - res.mem;
+    const short: string[] = [];
+    if (r.cpuMilli > freeCpu) short.push(`${formatCpus(Math.max(0, freeCpu))} of ${formatCpus(cap.cpu)} CPUs free`);
+    if (r.memoryMiB > freeMem) short.push(`${Math.max(0, freeMem)} of ${cap.mem} MiB free`);
+    return short.length ? `needs ${describeRequest(r)}: ${short.join(', ')}` : undefined;
+  };
+  /** Share of the machine in use once `job` is on it (the larger of CPU and memory). */
+  const shareAfter = (job: SchedulableJob, id: string): number => {
+    const r = requestOf(job) ?? { cpuMilli: 0, memoryMiB: 0 };
+    const cap = capacity.get(id)!;
+    const u = used.get(id)!;
+    const res = reserved.get(id)!;
+    const cpu = Number.isFinite(cap.cpu) && cap.cpu > 0 ? (u.cpu + res.cpu + r.cpuMilli) / cap.cpu : 0;
+    const mem = Number.isFinite(cap.mem) && cap.mem > 0 ? (u.mem + res.mem + r.memoryMiB) / cap.mem : 0;
+    return Math.max(cpu, mem);
+  };
 
   /** Why `job` cannot go on machine `m`, or undefined if it can. */
-  const ineligible = (job: SchedulableJob, m: Pick<MachineInfo, 'id' | 'metadata'>): string | undefined => {
+  const ineligible = (job: SchedulableJob, m: SchedulableMachine, staying = false): string | undefined => {
     const o = job.options;
     if (o.machineId !== undefined && o.machineId !== m.id) return `MachineID=${o.machineId}`;
     if (o.machineMetadata.length && !matchesMetadata(o, m.metadata)) return `MachineMetadata ${describeMetadata(o)} does not match`;
     for (const t of o.machineOf) if (placedAt.get(t) !== m.id) return `MachineOf=${t} is elsewhere`;
+    const avoided = avoid.get(job.name)?.get(m.id);
+    if (avoided !== undefined) return avoided;
     if (o.conflicts.length) for (const other of onMachine.get(m.id) ?? []) if (conflictsWith(job, other)) return `conflicts with ${other.name}`;
     for (const other of excluders.get(m.id) ?? []) {
       if (conflictsWith(job, other)) return `conflicts with ${other.name}`;
       if (other.options.replaces.includes(job.name)) return `replaced by ${other.name}`;
     }
+    const room = noRoom(job, m.id, staying);
+    if (room) return `${m.id}: ${room}`;
     return undefined;
   };
 
@@ -169,34 +240,52 @@ export function planSchedule(input: ScheduleInput): SchedulePlan {
     const n = load.get(machineId)! + 1;
     load.set(machineId, n);
     byLoad.push([n, machineId]);
+    const r = requestOf(job);
+    if (r) {
+      const u = used.get(machineId)!;
+      u.cpu += r.cpuMilli;
+      u.mem += r.memoryMiB;
+    }
     for (const g of job.options.conflicts) placedConflictGlobs.add(g);
     for (const r of job.options.replaces) replacedNames.add(r);
     if (job.options.conflicts.length || job.options.replaces.length) excluders.get(machineId)!.push(job);
     if (!job.options.global) placedAt.set(job.name, machineId);
-    target.push({ unit: job.name, machineId, hash: job.hash, reason });
+    // During a rolling update the rollout decides each copy's content; copies it has not reached keep theirs.
+    const hash = job.rollout ? (job.rollout.hashOn.get(machineId) ?? currentHash.get(`${job.name}\0${machineId}`) ?? job.hash) : job.hash;
+    target.push({ unit: job.name, machineId, hash, reason });
   };
 
   const ordered = placementOrder(active);
 
   // Global units first: they run everywhere they match, and others must respect them.
   for (const job of ordered.filter((j) => j.options.global)) {
-    const eligible = machines.filter((m) => ineligible(job, m) === undefined);
+    reserve(job, -1);
+    const here = new Set(current.get(job.name) ?? []);
+    const reasons = new Map<string, string>();
+    const eligible = machines.filter((m) => {
+      const why = ineligible(job, m, here.has(m.id));
+      if (why) reasons.set(m.id, why);
+      return why === undefined;
+    });
     if (eligible.length === 0) {
-      unplaceable.set(job.name, machines.length === 0 ? 'no machines registered' : `no machine matches MachineMetadata ${describeMetadata(job.options)} without a conflict`);
+      unplaceable.set(job.name, machines.length === 0 ? 'no machines registered' : `no eligible machine among ${machines.length}: ${[...new Set(reasons.values())].slice(0, 3).join('; ')}`);
     }
     for (const m of eligible) place(job, m.id, 'global');
   }
 
   for (const job of ordered.filter((j) => !j.options.global)) {
+    reserve(job, -1);
     const o = job.options;
     // Replaces: take the replaced unit's machine when eligible.
     const replacedMachines = o.replaces.map((r) => placedAt.get(r) ?? current.get(r)?.[0]).filter((x): x is string => x !== undefined && machineById.has(x));
     const kept = (current.get(job.name) ?? []).find((id) => machineById.has(id));
     // Replaces only steers a unit that needs a machine: a placed one stays, or the two would chase each other.
-    if (kept !== undefined && ineligible(job, machineById.get(kept)!) === undefined) {
+    const keptWhy = kept !== undefined ? ineligible(job, machineById.get(kept)!, true) : undefined;
+    if (kept !== undefined && keptWhy === undefined) {
       place(job, kept, 'kept');
       continue;
     }
+    const movedFrom = kept !== undefined ? `moved from ${kept} (${keptWhy})` : (current.get(job.name)?.length ?? 0) > 0 ? 'machine gone' : undefined;
     // MachineOf targets must already be placed (they come first in the order).
     const missing = o.machineOf.filter((t) => !placedAt.has(t));
     if (missing.length > 0) {
@@ -219,9 +308,10 @@ export function planSchedule(input: ScheduleInput): SchedulePlan {
     // so take the least loaded without testing all of them (10,000 units x 1,000 machines).
     const free =
       o.machineId === undefined && o.machineMetadata.length === 0 && o.machineOf.length === 0 && o.conflicts.length === 0 && replacedMachines.length === 0 &&
+      !requestOf(job) && (job.placement ?? 'spread') === 'spread' && !avoid.has(job.name) &&
       !replacedNames.has(job.name) && ![...placedConflictGlobs].some((g) => globMatch(g, job.name));
     if (free) {
-      place(job, byLoad.min()!, kept !== undefined ? `moved from ${kept}` : (current.get(job.name)?.length ?? 0) > 0 ? 'machine gone' : 'least loaded');
+      place(job, byLoad.min()!, movedFrom ?? 'least loaded');
       continue;
     }
     const reasons = new Map<string, string>();
@@ -232,12 +322,23 @@ export function planSchedule(input: ScheduleInput): SchedulePlan {
     });
     if (eligible.length === 0) {
       const summary = [...new Set(reasons.values())].slice(0, 3).join('; ');
-      unplaceable.set(job.name, `no eligible machine among ${machines.length}: ${summary}`);
+      unplaceable.set(job.name, `no eligible machine among ${machines.length}: ${summary}${reasons.size > 3 ? '; ...' : ''}`);
       continue;
     }
     const preferred = eligible.find((m) => replacedMachines.includes(m.id));
-    const chosen = preferred ?? eligible.reduce((best, m) => (load.get(m.id)! < load.get(best.id)! ? m : best));
-    place(job, chosen.id, preferred ? `replaces ${o.replaces.join(', ')}` : kept !== undefined ? `moved from ${kept}` : (current.get(job.name)?.length ?? 0) > 0 ? 'machine gone' : 'least loaded');
+    const pack = job.placement === 'pack';
+    // Score: resource share after placing, then unit count; spread takes the lowest, pack the highest.
+    const better = (a: SchedulableMachine, b: SchedulableMachine): boolean => {
+      const sa = shareAfter(job, a.id);
+      const sb = shareAfter(job, b.id);
+      if (sa !== sb) return pack ? sa > sb : sa < sb;
+      const la = load.get(a.id)!;
+      const lb = load.get(b.id)!;
+      return pack ? la > lb : la < lb;
+    };
+    const chosen = preferred ?? eligible.reduce((best, m) => (better(m, best) ? m : best));
+    const why = preferred ? `replaces ${o.replaces.join(', ')}` : movedFrom ?? (pack ? 'packed' : requestOf(job) ? 'most room' : 'least loaded');
+    place(job, chosen.id, why);
   }
 
   // Diff against the current schedule.

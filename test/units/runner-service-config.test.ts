@@ -161,7 +161,7 @@ test('parseServiceConfig reports every unsupported or invalid setting with its l
       'RemainAfterExit=perhaps',
       'EnvironmentFile=relative.env',
       'ExecStartPre=$CMD',
-      'CPUQuota=20%',
+      'User=nobody',
     ].join('\n'),
     'bad.service',
   );
@@ -173,7 +173,7 @@ test('parseServiceConfig reports every unsupported or invalid setting with its l
     assert.equal(err.code, 'invalid-input');
     const lines = err.problems.map((p) => p.line).filter((l) => l !== undefined);
     assert.deepEqual([...new Set(lines)].sort((a, b) => a! - b!), [2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
-    assert.match(err.message, /bad\.service:14: Service\.CPUQuota: CPUQuota= is not supported/);
+    assert.match(err.message, /bad\.service:14: Service\.User: User= is not supported/);
   }
 });
 

@@ -1,5 +1,5 @@
 import { FlotillaError } from '../../errors';
-import { loadFleetdConfig, parseMetadataFlag, startFleetd, type FleetdConfig } from '../../units/fleetd';
+import { loadFleetdConfig, parseMetadataFlag, startFleetd } from '../../units/fleetd';
 import { choiceOpt, intOpt, stringOpt, type CommandSpec } from '../command';
 
 export const fleetdCommand: CommandSpec = {
@@ -17,6 +17,8 @@ export const fleetdCommand: CommandSpec = {
     'state-dir': { type: 'string', description: 'where unit logs go', valueName: 'DIR' },
     ttl: { type: 'string', description: 'machine lease TTL in seconds (default 4)', valueName: 'SECONDS' },
     'reconcile-interval': { type: 'string', description: "engine's sweep interval in ms (default 2000)", valueName: 'MS' },
+    cpus: { type: 'string', description: 'CPUs this machine offers to units (default: detected)', valueName: 'N' },
+    'memory-mib': { type: 'string', description: 'memory this machine offers to units, MiB (default: detected)', valueName: 'MIB' },
     'ca-file': { type: 'string', description: 'etcd CA certificate', valueName: 'FILE' },
     'cert-file': { type: 'string', description: 'etcd client certificate', valueName: 'FILE' },
     'key-file': { type: 'string', description: 'etcd client key', valueName: 'FILE' },
@@ -27,7 +29,10 @@ export const fleetdCommand: CommandSpec = {
     const endpoints = stringOpt(p, 'endpoints', 'fleetd');
     const metadata = stringOpt(p, 'metadata', 'fleetd');
     const ca = stringOpt(p, 'ca-file', 'fleetd');
-    const overrides: Partial<FleetdConfig> = {
+    const cpus = stringOpt(p, 'cpus', 'fleetd');
+    if (cpus !== undefined && !(Number(cpus) > 0)) throw new FlotillaError('usage', `flotilla fleetd: --cpus must be a positive number (got "${cpus}")`);
+    const memoryMiB = intOpt(p, 'memory-mib', 'fleetd', 1);
+    const overrides: Parameters<typeof loadFleetdConfig>[1] = {
       ...(endpoints ? { endpoints: endpoints.split(',').map((e) => e.trim()) } : {}),
       ...(metadata !== undefined ? { metadata: parseMetadataFlag(metadata) } : {}),
       cluster: stringOpt(p, 'cluster', 'fleetd'),
@@ -38,6 +43,7 @@ export const fleetdCommand: CommandSpec = {
       stateDir: stringOpt(p, 'state-dir', 'fleetd'),
       ttlSeconds: intOpt(p, 'ttl', 'fleetd', 1, 3600),
       reconcileIntervalMs: intOpt(p, 'reconcile-interval', 'fleetd', 50, 600_000),
+      capacity: { ...(cpus !== undefined ? { cpus: Number(cpus) } : {}), ...(memoryMiB !== undefined ? { memoryMiB } : {}) },
       ...(ca ? { tls: { ca, ...(stringOpt(p, 'cert-file', 'fleetd') ? { cert: stringOpt(p, 'cert-file', 'fleetd')! } : {}), ...(stringOpt(p, 'key-file', 'fleetd') ? { key: stringOpt(p, 'key-file', 'fleetd')! } : {}) } } : {}),
     };
     const config = loadFleetdConfig(stringOpt(p, 'config', 'fleetd'), overrides);

@@ -207,6 +207,7 @@ class ProcessUnit {
   begin(text: string, config: ServiceConfig): void {
     this.text = text;
     this.config = config;
+    if (config.unenforcedLimits.length) this.log(`${config.unenforcedLimits.join(' ')}: used for placement; not enforced (the process runner has no cgroups)`);
     this.status = { ...this.status, load: 'loaded' };
     this.startTimes = []; // an explicit start resets the start limit, like reset-failed
     this.stopRequested = false;

@@ -9,7 +9,7 @@
  */
 import { constants as osConstants } from 'node:os';
 import { throwIfProblems, type Problem } from '../../errors';
-import { getEntries, getList, splitWords, unitNameInfo, type UnitEntry, type UnitFile, type UnitNameInfo } from '../unit-file';
+import { getEntries, getList, sectionsNamed, splitWords, unitNameInfo, type UnitEntry, type UnitFile, type UnitNameInfo } from '../unit-file';
 import { parseBoolean } from '../xfleet';
 
 // ---------------------------------------------------------------------------
@@ -330,6 +330,8 @@ export interface ServiceConfig {
   startLimitBurst: number;
   /** 0 disables the start limit. */
   startLimitIntervalMs: number;
+  /** Resource limits set (CPUQuota=, MemoryMax=, MemoryLimit=): the scheduler places by them; without cgroups nothing enforces them. */
+  unenforcedLimits: string[];
 }
 
 const EXEC_SETTINGS = ['ExecStartPre', 'ExecStart', 'ExecStartPost', 'ExecStop', 'ExecStopPost'] as const;
@@ -352,6 +354,11 @@ const SUPPORTED_SERVICE_KEYS = new Set<string>([
   'StartLimitBurst',
   'StartLimitInterval',
 ]);
+/**
+ * Resource limits: the scheduler reserves what they ask for (src/units/unit-policy.ts), so
+ * units carry them; the process runner cannot enforce them (that takes a cgroup) and says so.
+ */
+const RESOURCE_LIMIT_KEYS = new Set(['CPUQuota', 'MemoryMax', 'MemoryLimit']);
 /** Settings about logging only: output goes to the runner's log file instead. */
 const IGNORED_SERVICE_KEYS = new Set(['SyslogIdentifier', 'StandardOutput', 'StandardError']);
 const RESTART_POLICIES: readonly RestartPolicy[] = ['no', 'always', 'on-success', 'on-failure', 'on-abnormal', 'on-abort', 'on-watchdog'];
@@ -389,7 +396,7 @@ export function parseServiceConfig(unit: UnitFile, ctx: SpecifierContext = {}): 
 
   for (const s of unit.sections) {
     for (const e of s.entries) {
-      if (s.name === 'Service' && !SUPPORTED_SERVICE_KEYS.has(e.key) && !IGNORED_SERVICE_KEYS.has(e.key)) {
+      if (s.name === 'Service' && !SUPPORTED_SERVICE_KEYS.has(e.key) && !IGNORED_SERVICE_KEYS.has(e.key) && !RESOURCE_LIMIT_KEYS.has(e.key)) {
         at(e, s.name, `${e.key}= is not supported by the process runner (it needs systemd)`);
       }
       if (s.name === 'Unit' && /^(Condition|Assert)/.test(e.key)) {
@@ -588,6 +595,7 @@ export function parseServiceConfig(unit: UnitFile, ctx: SpecifierContext = {}): 
     successSignals,
     startLimitBurst,
     startLimitIntervalMs: interval,
+    unenforcedLimits: (sectionsNamed(unit, 'Service').flatMap((sec) => sec.entries).filter((e) => RESOURCE_LIMIT_KEYS.has(e.key) && e.value !== '')).map((e) => `${e.key}=${e.value}`),
   };
   throwIfProblems(problems, `unit ${unit.name}`);
   return config;
