@@ -15,12 +15,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { utils } from 'ssh2';
 import { parse as parseYaml } from 'yaml';
+import { generateKeyPair } from '../../src/config/ssh-keys';
 import { PROJECT_ROOT } from '../../src/provision/pulumi/dynamic';
 import { loadInventoryFile } from '../../src/verify/inventory';
 import { pyYamlLoad } from '../helpers/pyyaml';
-import { unwrapSecrets } from './pulumi-mocks';
+import { keyPairText, unwrapSecrets } from './pulumi-mocks';
 
 const PULUMI_DIR = path.join(PROJECT_ROOT, 'node_modules/@pulumi/pulumi');
 const SIG_KEY = '4dabf18193072939515e22adb298388d';
@@ -169,7 +169,7 @@ class TestMonitor {
 
 describe("the stack program under the SDK's launcher, as Pulumi.yaml runs it (test monitor, no engine)", { timeout: 5 * 60_000 }, () => {
   const monitor = new TestMonitor();
-  const key = utils.generateKeyPairSync('ed25519', { comment: 'admin@example' });
+  const key = keyPairText(generateKeyPair('admin@example'));
   const keyFile = path.join(tmp, 'id_ed25519');
   const invDir = path.join(tmp, 'inventory');
   let exitCode: number | null = null;

@@ -216,6 +216,11 @@ export async function startMocks(opts: MockOptions = {}): Promise<MockRecorder> 
   return rec;
 }
 
+/** A checked key pair (src/config/ssh-keys.ts) as `{ public, private }` text, the shape tests use for an admin key. */
+export function keyPairText(k: { publicKey: string; privateKey: string }): { public: string; private: string } {
+  return { public: k.publicKey, private: k.privateKey };
+}
+
 /** The value of an Output (mock runtime: always known). */
 export function promiseOf<T>(o: pulumi.Output<T>): Promise<T> {
   return new Promise((resolve) => o.apply((v) => resolve(v)));

@@ -12,18 +12,18 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import * as pulumi from '@pulumi/pulumi';
-import { utils } from 'ssh2';
 import { parse as parseYaml } from 'yaml';
 import { clusterPkiProvider } from '../../src/provision/pulumi/cluster-pki';
+import { generateKeyPair } from '../../src/config/ssh-keys';
 import { PROJECT_ROOT } from '../../src/provision/pulumi/dynamic';
 import { hostKeysProvider } from '../../src/provision/pulumi/host-keys';
 import { libvirtDomainProvider } from '../../src/provision/pulumi/libvirt-domain';
 import { localInventoryProvider, type LocalInventoryOutputs } from '../../src/provision/pulumi/local-inventory';
 import { nodeSecretsProvider } from '../../src/provision/pulumi/node-secrets';
 import { program, type ProgramDeps } from '../../src/provision/pulumi/program';
-import { pulumiCopies, promiseOf, startMocks } from './pulumi-mocks';
+import { keyPairText, pulumiCopies, promiseOf, startMocks } from './pulumi-mocks';
 
-const KEY = utils.generateKeyPairSync('ed25519', { comment: 'admin@example' });
+const KEY = keyPairText(generateKeyPair('admin@example'));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-pulumi-program-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 

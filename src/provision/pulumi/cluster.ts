@@ -8,10 +8,11 @@
  *   <name>-host-keys                 HostKeys (dynamic)
  *   <name>-pki                       ClusterPki (dynamic; when etcd TLS is on, the default)
  *   aws: <name>-aws (provider, with region), -vpc, -igw, -subnet, -rt, -rta, -nodes (SG),
- *        -ssh/-etcd-client/-etcd-peer (ingress), -egress, -key, -ignition (bucket + public
- *        access block, Ignition only), per node <name>-<node> (instance; and for Ignition
- *        <name>-<node>-ignition object, <name>-<node> role and instance profile,
- *        <name>-<node>-ignition role policy)
+ *        -ssh/-etcd-client/-etcd-peer (ingress), -egress, -key, -boot (bucket + public
+ *        access block; for a stock AMI family or Ignition), -agent (the agent archive object;
+ *        stock AMI families), per node <name>-<node> (instance; with the bucket also
+ *        <name>-<node> role and instance profile, <name>-<node>-read role policy, and for
+ *        Ignition <name>-<node>-ignition object)
  *   libvirt: per node <name>-<node> (LibvirtDomain, dynamic)
  *   <name>-<node>-secrets            NodeSecrets (dynamic; when sshPrivateKey is given)
  *   <name>-inventory                 LocalInventory (dynamic; when inventoryDir is given)
@@ -21,14 +22,16 @@ import { FlotillaError } from '../../errors';
 import type { ClusterSpec, ConfigFormat, ResolvedSpec } from '../../config/spec';
 import type { HostKeyPair } from '../../config/ssh-keys';
 import { nodePkiFiles } from '../pki';
+import { buildAgentArtifacts } from './agent-archive';
 import { createAwsNodes, type AwsClusterArgs } from './aws';
 import { ClusterPki, nodePkiFilesFrom } from './cluster-pki';
+import { PROJECT_ROOT } from './dynamic';
 import { HostKeys } from './host-keys';
 import { buildInventory, INVENTORY_FILES, type InventoryFile, type NodeEndpoint } from './inventory';
 import { createLibvirtNodes, type LibvirtClusterArgs } from './libvirt';
 import { LocalInventory, type LocalFile } from './local-inventory';
 import { NodeSecrets } from './node-secrets';
-import { checkStackKey, renderStack, resolveStackSpec, stackEtcdEndpoints, stackStructure, STACK_PLATFORMS, type PlacedNode, type StackPlatform, type StackSpecInput } from './plan';
+import { checkStackKey, renderStack, resolveStackSpec, stackEtcdEndpoints, stackStructure, STACK_PLATFORMS, type PlacedNode, type StackPlatform, type StackRenderExtra, type StackSpecInput } from './plan';
 
 export const CLUSTER_TYPE = 'flotilla:index:Cluster';
 
@@ -129,9 +132,9 @@ export class Cluster extends pulumi.ComponentResource {
     this.pki = structure.etcd.tls ? new ClusterPki(`${name}-pki`, { cluster, members }, child) : undefined;
 
     const hostKeys = this.hostKeys;
-    const docs = (largeConfigPrefix: pulumi.Input<string | undefined>): pulumi.Output<PlacedNode[]> =>
-      pulumi.all([args.sshKey, hostKeys.publicKeys, hostKeys.privateKeys, largeConfigPrefix]).apply(([key, pubs, privs, prefix]) => {
-        const spec = resolveStackSpec(input, [checkStackKey(key, 'sshKey')], prefix !== undefined ? { largeConfigUrl: prefix } : {});
+    const docs = (extra: pulumi.Input<StackRenderExtra | undefined>): pulumi.Output<PlacedNode[]> =>
+      pulumi.all([args.sshKey, hostKeys.publicKeys, hostKeys.privateKeys, extra]).apply(([key, pubs, privs, ex]) => {
+        const spec = resolveStackSpec(input, [checkStackKey(key, 'sshKey')], (ex as StackRenderExtra | undefined) ?? {});
         const keys: Record<string, HostKeyPair> = {};
         for (const n of spec.nodes) {
           const publicKey = pubs[n.name];
@@ -147,7 +150,7 @@ export class Cluster extends pulumi.ComponentResource {
     try {
       if (args.platform === 'aws') {
         if (!args.aws) fail('platform aws needs the aws arguments (at least adminCidr)', this);
-        const r = createAwsNodes(this, name, structure, args.aws, args.sshKey, docs);
+        const r = createAwsNodes(this, name, structure, args.aws, args.sshKey, docs, () => buildAgentArtifacts(PROJECT_ROOT));
         endpoints = r.endpoints;
         nodeResources = r.instances;
       } else {

@@ -11,7 +11,7 @@ import { CONFIG_FORMATS, type ConfigFormat } from '../../config/spec';
 import { parseIPv4Cidr } from '../../config/net';
 import { checkAuthorizedKey } from '../../config/ssh-keys';
 import { nearest } from '../../util/suggest';
-import { AMI_FAMILIES } from './aws';
+import { adminCidrProblem, AMI_FAMILIES } from './aws';
 import { MAX_NODE_COUNT, STACK_PLATFORMS, type StackPlatform } from './plan';
 
 export const CONFIG_NAMESPACE = 'flotilla';
@@ -39,6 +39,7 @@ export interface StackConfig {
     vpcId?: string;
     subnetId?: string;
     availabilityZone?: string;
+    replaceMembers?: string[];
   };
   libvirt?: {
     uri?: string;
@@ -53,7 +54,7 @@ export interface StackConfig {
 /** Every key the program reads, for the docs and for typo hints. */
 export const CONFIG_KEYS = [
   'platform', 'clusterName', 'nodeCount', 'format', 'spec', 'cidr', 'sshKey', 'sshPrivateKey', 'sshPrivateKeyFile', 'inventoryDir',
-  'region', 'instanceType', 'image', 'adminCidr', 'vpcId', 'subnetId', 'availabilityZone',
+  'region', 'instanceType', 'image', 'adminCidr', 'vpcId', 'subnetId', 'availabilityZone', 'replaceMembers',
   'libvirtUri', 'accel', 'sshPortBase', 'cpus', 'memoryMiB',
 ] as const;
 
@@ -144,8 +145,16 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(CONFIG_NA
   let aws: StackConfig['aws'];
   let libvirt: StackConfig['libvirt'];
   if (platform === 'aws') {
-    const adminCidr = cidrValue(p, cfg, 'adminCidr', '203.0.113.7/32');
-    if (cfg.get('adminCidr') === undefined) p.add('adminCidr', 'is required on aws: the only CIDR SSH is open to, e.g. your address as 203.0.113.7/32');
+    const adminRaw = cfg.get('adminCidr');
+    const adminProblem = adminRaw === undefined ? undefined : adminCidrProblem(adminRaw.trim());
+    if (adminRaw === undefined) p.add('adminCidr', 'is required on aws: the only CIDR SSH is open to, e.g. your address as 203.0.113.7/32');
+    else if (adminProblem) p.add('adminCidr', adminProblem);
+    const adminCidr = adminRaw !== undefined && !adminProblem ? adminRaw.trim() : undefined;
+    const replaceRaw = cfg.get('replaceMembers');
+    const replaceMembers = replaceRaw === undefined || replaceRaw.trim() === '' ? undefined : replaceRaw.split(',').map((x) => x.trim());
+    if (replaceMembers?.some((m) => !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(m))) {
+      p.add('replaceMembers', `must be etcd member names separated by commas (e.g. node2), got ${JSON.stringify(replaceRaw)}`);
+    }
     const image = cfg.get('image');
     if (image !== undefined && !(image in AMI_FAMILIES) && !/^ami-[0-9a-f]{8,17}$/.test(image)) {
       p.add('image', `must be an AMI id (ami-...) or one of ${Object.keys(AMI_FAMILIES).join(', ')}, got ${JSON.stringify(image)}`);
@@ -164,6 +173,7 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(CONFIG_NA
         ...(vpcId !== undefined ? { vpcId } : {}),
         ...(subnetId !== undefined ? { subnetId } : {}),
         ...(cfg.get('availabilityZone') !== undefined ? { availabilityZone: cfg.get('availabilityZone')! } : {}),
+        ...(replaceMembers !== undefined ? { replaceMembers } : {}),
       };
     }
   } else if (platform === 'libvirt') {

@@ -39,6 +39,15 @@ export interface StackSpecInput {
   cidr?: string;
 }
 
+/** What the platform adds when documents are rendered (never needed for the structure). */
+export interface StackRenderExtra {
+  /** Ignition on AWS: where oversized configs are uploaded (`<node>.ign` appended). */
+  largeConfigUrl?: string;
+  region?: string;
+  /** Platform snippets (first-boot setup of stock images), merged after the spec's own. */
+  snippets?: ReadonlyArray<{ format: ConfigFormat; contents: string; nodes?: readonly string[] }>;
+}
+
 /**
  * A syntactically valid key that stands in for the stack's real key while only the cluster's
  * structure (nodes, roles, addresses) is needed: that is known when resources are declared,
@@ -67,7 +76,7 @@ function generatedSpec(input: StackSpecInput): Record<string, unknown> {
  * format, name and SSH keys; every problem reported at once (located by line for a file).
  * `authorizedKeys` are added to the spec's own.
  */
-export function resolveStackSpec(input: StackSpecInput, authorizedKeys: readonly string[], extra: { largeConfigUrl?: string; region?: string } = {}): ResolvedSpec {
+export function resolveStackSpec(input: StackSpecInput, authorizedKeys: readonly string[], extra: StackRenderExtra = {}): ResolvedSpec {
   let raw: Record<string, unknown>;
   let locate: (p: readonly Problem[]) => Problem[] = (p) => [...p];
   let baseDir = input.baseDir ?? process.cwd();
@@ -100,6 +109,12 @@ export function resolveStackSpec(input: StackSpecInput, authorizedKeys: readonly
   const own = Array.isArray(ssh.authorizedKeys) ? (ssh.authorizedKeys as unknown[]) : [];
   ssh.authorizedKeys = [...own, ...authorizedKeys];
   raw.ssh = ssh;
+  if (extra.snippets !== undefined && extra.snippets.length > 0) {
+    const own = Array.isArray(raw.snippets) ? (raw.snippets as unknown[]) : raw.snippets === undefined ? [] : undefined;
+    if (own === undefined) throw new FlotillaError('invalid-input', `${input.specFile ?? 'spec'}: snippets must be a list`, [{ path: 'snippets', message: 'must be a list' }]);
+    // The platform's own snippets come after the spec's: they set up what the spec's units run on.
+    raw.snippets = [...own, ...extra.snippets.map((s) => ({ format: s.format, contents: s.contents, ...(s.nodes ? { nodes: [...s.nodes] } : {}) }))];
+  }
   if (extra.largeConfigUrl !== undefined || extra.region !== undefined) {
     const aws = typeof raw.aws === 'object' && raw.aws !== null && !Array.isArray(raw.aws) ? { ...(raw.aws as Record<string, unknown>) } : {};
     if (extra.largeConfigUrl !== undefined) aws.largeConfigUrl = extra.largeConfigUrl;
@@ -145,6 +160,11 @@ export function stackEtcdEndpoints(spec: ResolvedSpec): string[] {
 /** The S3 key and URL prefix under which a node's full Ignition config is stored. */
 export function ignitionObjectKey(cluster: string, node: string): string {
   return `${cluster}/${node}.ign`;
+}
+
+/** The S3 key of the cluster's agent archive (one object for every node). */
+export function agentObjectKey(cluster: string): string {
+  return `${cluster}/flotilla-agent.tar.gz`;
 }
 
 export function largeConfigPrefix(bucket: string, cluster: string): string {
