@@ -12,7 +12,7 @@ import type { ResolvedSpec } from '../../config/spec';
 import type { ImageInfo } from './image';
 import { CONSOLE_MARKER } from './recipe';
 import { clusterMulticast, clusterNamespace, type Accelerator, type QemuNodeDesc } from './qemu-args';
-import { cpuSeconds, createNamespace, createOverlay, deleteNamespace, launchNode, runningPid, stopNode, writeFirstBoot } from './qemu';
+import { cpuSeconds, createNamespace, createOverlay, deleteNamespace, launchNode, namespaceExists, runningPid, stopNode, writeFirstBoot, type LaunchedNode } from './qemu';
 import { clustersDir } from './state';
 import { waitForSsh, type SshAuth } from './ssh';
 
@@ -97,7 +97,10 @@ export async function startCluster(opts: StartClusterOptions): Promise<LocalClus
         network: { primaryMac: n.primaryMac, sshPort, cluster: { mac: n.clusterMac, ...mcast } },
         consoleLog,
         pidFile: path.join(ndir, 'qemu.pid'),
+        qmpSocket: path.join(ndir, 'qmp.sock'),
       };
+      // Kept so that a node powered off (chaos) can be relaunched with the same disk and arguments.
+      fs.writeFileSync(path.join(ndir, NODE_DESC_FILE), `${JSON.stringify(desc, null, 2)}\n`, { mode: 0o600 });
       prepared.push({ desc, node: { name: n.name, dir: ndir, sshPort, address: n.address, hostPublicKey: r.hostPublicKey, pidFile: desc.pidFile, consoleLog } });
     }
     // Launch last, back to back, so that the nodes' clocks start together.
@@ -110,6 +113,31 @@ export async function startCluster(opts: StartClusterOptions): Promise<LocalClus
     await destroyCluster(spec.name).catch(() => undefined);
     throw err;
   }
+}
+
+const NODE_DESC_FILE = 'qemu.json';
+
+/** The QEMU description a node was launched with (written by startCluster), if any. */
+export function readNodeDesc(cluster: string, node: string): QemuNodeDesc | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(clusterDir(cluster), node, NODE_DESC_FILE), 'utf8')) as QemuNodeDesc;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new FlotillaError('invalid-input', `cluster ${cluster} node ${node}: unreadable ${NODE_DESC_FILE}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Starts a stopped node again with the disk and arguments it was first launched with (its
+ * overlay keeps its state: machine ID, etcd data), inside the cluster's namespace.
+ */
+export async function relaunchNode(cluster: string, node: string): Promise<LaunchedNode> {
+  const desc = readNodeDesc(cluster, node);
+  if (!desc) throw new FlotillaError('not-found', `cluster ${cluster} node ${node}: no ${NODE_DESC_FILE} (launched by an older flotilla); cannot relaunch it`);
+  if (runningPid(desc.pidFile) !== undefined) throw new FlotillaError('conflict', `cluster ${cluster} node ${node} is already running`);
+  const netns = clusterNamespace(cluster);
+  if (!namespaceExists(netns)) throw new FlotillaError('not-found', `cluster ${cluster}: network namespace ${netns} is gone`);
+  return launchNode(desc, { netns, logFile: path.join(path.dirname(desc.pidFile), 'qemu.log') });
 }
 
 /** Stops every node of the cluster (by pidfile), deletes the namespace and the runtime files. */

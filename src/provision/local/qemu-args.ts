@@ -38,6 +38,8 @@ export interface QemuNodeDesc {
   pidFile: string;
   /** Detach once started (QEMU writes the pidfile, the launcher exits). */
   daemonize?: boolean;
+  /** A QMP control socket (unix path) for link and power faults (`flotilla chaos`). */
+  qmpSocket?: string;
 }
 
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
@@ -100,6 +102,8 @@ export function qemuArgs(d: QemuNodeDesc): string[] {
       '-device', `virtio-net-pci,netdev=cluster,mac=${c.mac}`,
     );
   }
+  // QMP on a unix socket only (never TCP): link up/down of the cluster NIC for chaos faults.
+  if (d.qmpSocket !== undefined) args.push('-qmp', `unix:${optValue('qmp socket', d.qmpSocket)},server=on,wait=off`);
   if (d.daemonize) args.push('-daemonize');
   return args;
 }
