@@ -6,14 +6,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FlotillaError, throwIfProblems, type Problem } from '../errors';
 import { readTextFile } from '../util/fs';
-import type { DesiredState, Job, MachineInfo, Placement, Registry, UnitState } from './registry';
+import { ROLLOUT_IN_PROGRESS, type DesiredState, type Job, type MachineInfo, type Placement, type Registry, type RolloutPhase, type UnitHealth, type UnitState } from './registry';
 import { parseUnitFile, unitNameInfo, unitNameProblem, type UnitFile } from './unit-file';
+import { avoidReason, checkUnitPolicy, type UnitPolicy } from './unit-policy';
 import { checkMachineOfCycles, checkXFleet, instantiate, type XFleetOptions } from './xfleet';
 
 export interface CheckedUnit {
   name: string;
   text: string;
   options: XFleetOptions;
+  policy: UnitPolicy;
 }
 
 /** Parses and checks one unit file; every problem names file:line. */
@@ -22,8 +24,9 @@ export function checkUnitText(name: string, text: string, file = name): CheckedU
   if (nameProblem) throw new FlotillaError('invalid-input', `${file}: ${nameProblem}`, [{ path: '', message: nameProblem, file }]);
   const unit = parseUnitFile(text, name, { file });
   const { options, problems } = checkXFleet(unit);
-  throwIfProblems(problems.map((p) => ({ ...p, file })), `${file}: invalid unit`);
-  return { name, text, options };
+  const { policy, problems: policyProblems } = checkUnitPolicy(unit, options);
+  throwIfProblems([...problems, ...policyProblems].map((p) => ({ ...p, file })), `${file}: invalid unit`);
+  return { name, text, options, policy };
 }
 
 /** Problems of a unit file, for `flotilla validate` and `units verify`; [] when fine. */
@@ -82,9 +85,19 @@ export interface UnitRow {
   desiredState: DesiredState;
   active: string;
   sub: string;
+  /** The job's content (what new copies get). */
   hash: string;
-  /** Why the unit is not placed, when it is not. */
+  /** The content this copy is assigned (differs from `hash` while a rolling update has not reached it). */
+  copyHash: string | undefined;
+  /**
+   * Why the unit is not placed, when it is not; for a placed copy, why it moved when it did
+   * (a failure elsewhere, a machine gone).
+   */
   reason: string | undefined;
+  /** Recent failures of this content on machines the engine avoids for it now. */
+  failures: Array<Pick<UnitHealth, 'machineId' | 'failures' | 'lastResult' | 'avoidUntil'>>;
+  /** A rolling update in progress. */
+  rollout: { phase: RolloutPhase; toHash: string; fromHash: string } | undefined;
 }
 
 export class UnitsClient {
@@ -150,14 +163,26 @@ export class UnitsClient {
     const machines = new Map<string, MachineInfo>(snap.machines.map((m) => [m.id, m]));
     const states = new Map<string, UnitState>(snap.states.map((s) => [`${s.unit}\0${s.machineId}`, s]));
     const placements = new Map<string, Placement>(snap.placements.map((p) => [p.unit, p]));
+    const now = Date.now();
+    const failuresOf = new Map<string, UnitRow['failures']>();
+    for (const h of snap.health) {
+      if (Date.parse(h.avoidUntil) <= now) continue;
+      failuresOf.set(h.unit, [...(failuresOf.get(h.unit) ?? []), { machineId: h.machineId, failures: h.failures, lastResult: h.lastResult, avoidUntil: h.avoidUntil }]);
+    }
+    const rollouts = new Map(snap.rollouts.filter((r) => ROLLOUT_IN_PROGRESS.includes(r.phase)).map((r) => [r.unit, { phase: r.phase, toHash: r.toHash, fromHash: r.fromHash }]));
     const rows: UnitRow[] = [];
     for (const job of snap.jobs) {
       const assigned = snap.schedule.filter((a) => a.unit === job.name);
+      const failures = failuresOf.get(job.name) ?? [];
+      const rollout = rollouts.get(job.name);
       if (assigned.length === 0) {
-        rows.push({ unit: job.name, machine: undefined, address: undefined, desiredState: job.desiredState, active: job.desiredState === 'inactive' ? 'inactive' : '-', sub: '-', hash: job.hash, reason: placements.get(job.name)?.reason });
+        const reason = placements.get(job.name)?.reason ?? (failures.length ? failures.map(avoidReason).join('; ') : undefined);
+        rows.push({ unit: job.name, machine: undefined, address: undefined, desiredState: job.desiredState, active: job.desiredState === 'inactive' ? 'inactive' : '-', sub: '-', hash: job.hash, copyHash: undefined, reason, failures, rollout });
       }
       for (const a of assigned) {
         const st = states.get(`${job.name}\0${a.machineId}`);
+        // Worth showing: a move (and why); the ordinary reasons (least loaded, kept, global) are not.
+        const moved = a.reason !== undefined && (a.reason.startsWith('moved from') || a.reason === 'machine gone') ? a.reason : undefined;
         rows.push({
           unit: job.name,
           machine: a.machineId,
@@ -166,7 +191,10 @@ export class UnitsClient {
           active: st?.active ?? '-',
           sub: st?.sub ?? '-',
           hash: job.hash,
-          reason: undefined,
+          copyHash: a.hash,
+          reason: moved ?? (failures.length ? failures.map(avoidReason).join('; ') : undefined),
+          failures,
+          rollout,
         });
       }
     }

@@ -10,7 +10,7 @@ import { mapLimit, Signal, sleep } from '../util/async';
 import { ROLLOUT_IN_PROGRESS, type Fence, type Leadership, type Registry, type RegistrySnapshot, type RegistryWatch, type UnitHealth, type UnitState } from './registry';
 import { planSchedule, type SchedulableJob, type SchedulePlan } from './scheduler';
 import { parseUnitFile, unitNameInfo } from './unit-file';
-import { backoffFor, parseUnitPolicy, shouldReschedule, type UnitPolicy } from './unit-policy';
+import { avoidReason, backoffFor, parseUnitPolicy, shouldReschedule, type UnitPolicy } from './unit-policy';
 import { parseXFleet, type XFleetOptions } from './xfleet';
 
 export interface EngineOptions {
@@ -40,16 +40,6 @@ export interface ReconcileResult {
 
 /** Parsed [X-Fleet] options and policy per content hash: bodies never change, so each is parsed once. */
 type ParsedOptions = { options: XFleetOptions; policy: UnitPolicy } | { problem: string };
-
-/** "03:41:05Z": short enough for a REASON column, exact enough to act on. */
-function clock(ms: number): string {
-  return `${new Date(ms).toISOString().slice(11, 19)}Z`;
-}
-
-/** Why a unit avoids a machine, for list-units and the scheduler's reasons. */
-export function avoidReason(h: Pick<UnitHealth, 'machineId' | 'failures' | 'lastResult' | 'avoidUntil'>): string {
-  return `failed on ${h.machineId} ${h.failures === 1 ? 'once' : `${h.failures} times`} (${h.lastResult}); avoided until ${clock(Date.parse(h.avoidUntil))}`;
-}
 
 export class Engine extends EventEmitter {
   private readonly opts: Required<Omit<EngineOptions, 'log'>> & Pick<EngineOptions, 'log'>;

@@ -7,6 +7,7 @@
  * Pure: the engine calls it once per unit body.
  */
 import { throwIfProblems, type Problem } from '../errors';
+import type { UnitHealth } from './registry';
 import { nearest } from '../util/suggest';
 import { getEntries, unitNameInfo, type UnitEntry, type UnitFile } from './unit-file';
 import { parseTimeSpan } from './runner/service-config';
@@ -206,3 +207,14 @@ export function shouldReschedule(policy: ReschedulePolicy, result: string | unde
 export function backoffFor(policy: Pick<UnitPolicy, 'backoffMs' | 'backoffMaxMs'>, failures: number): number {
   return Math.min(policy.backoffMaxMs, policy.backoffMs * 2 ** Math.max(0, Math.min(failures - 1, 40)));
 }
+
+/** "03:41:05Z": short enough for a REASON column, exact enough to act on. */
+function clock(ms: number): string {
+  return `${new Date(ms).toISOString().slice(11, 19)}Z`;
+}
+
+/** Why a unit avoids a machine, for list-units and the scheduler's reasons. */
+export function avoidReason(h: Pick<UnitHealth, 'machineId' | 'failures' | 'lastResult' | 'avoidUntil'>): string {
+  return `failed on ${h.machineId} ${h.failures === 1 ? 'once' : `${h.failures} times`} (${h.lastResult}); avoided until ${clock(Date.parse(h.avoidUntil))}`;
+}
+

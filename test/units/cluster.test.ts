@@ -119,7 +119,7 @@ test('the full lifecycle through the CLI: submit, load, start, list, status, cat
     r = await cli('units', 'list-units', '--full', ...conn);
     assert.match(r.stdout, /^UNIT +MACHINE +ACTIVE +SUB +REASON\nhello\.service +m2\.\.\.\/127\.0\.0\.1 +active +running$/m);
     r = await cli('units', 'list-machines', ...conn);
-    assert.match(r.stdout, /^m1\.\.\. +127\.0\.0\.1 +disk=ssd,region=east$/m);
+    assert.match(r.stdout, /^m1\.\.\. +127\.0\.0\.1 +disk=ssd,region=east +1 +1024 MiB$/m);
     r = await cli('units', 'status', 'hello.service', '--json', ...conn);
     assert.equal((JSON.parse(r.stdout) as Array<{ active: string }>)[0]!.active, 'active');
     r = await cli('units', 'cat', 'hello.service', ...conn);

@@ -1,11 +1,14 @@
 import { FlotillaError, formatProblem } from '../../errors';
 import { readTextFile } from '../../util/fs';
-import { UnitsClient, unitFileProblems } from '../../units/client';
+import { UnitsClient, readUnitArgs, unitFileProblems, type UnitRow } from '../../units/client';
 import { readTls } from '../../units/fleetd';
-import { Registry } from '../../units/registry';
+import { Registry, type Rollout } from '../../units/registry';
+import { DEFAULT_ROLLOUT_OPTIONS, resumeRollout, rollBack, updateUnit, type RolloutOutcome } from '../../units/rollout';
+import { avoidReason } from '../../units/unit-policy';
 import { connectRecord, readRecord } from '../../provision/local/up';
-import { stringOpt, type CommandSpec, type OptionSpec, type ParsedCommand, type CliIO } from '../command';
+import { intOpt, stringOpt, type CommandSpec, type OptionSpec, type ParsedCommand, type CliIO } from '../command';
 import { table } from '../format';
+import { unitNameInfo } from '../../units/unit-file';
 
 /** Where the registry is: flags first, then FLOTILLA_* environment variables. */
 const connectionOptions: Record<string, OptionSpec> = {
@@ -65,6 +68,73 @@ function needArgs(p: ParsedCommand, cmd: string, what: string): string[] {
 
 function printJsonOr(io: CliIO, p: ParsedCommand, data: unknown, text: () => string): void {
   io.out(p.values.json ? `${JSON.stringify(data, null, 2)}\n` : text());
+}
+
+/** Seconds (may be fractional) from a flag, in ms. */
+function secondsOpt(p: ParsedCommand, name: string, cmd: string, fallbackMs: number): number {
+  const v = stringOpt(p, name, cmd);
+  if (v === undefined) return fallbackMs;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new FlotillaError('usage', `flotilla ${cmd}: --${name} must be a number of seconds (got "${v}")`);
+  return Math.round(n * 1000);
+}
+
+function describeRollout(r: Rollout): string {
+  const lines = [
+    `● ${r.unit}: ${r.phase} ${r.fromHash.slice(0, 12)} -> ${r.toHash.slice(0, 12)} (started ${r.startedAt}, updated ${r.updatedAt})`,
+    `   options: ${r.options.maxUnavailable} at a time, timeout ${r.options.timeoutMs / 1000} s, min ready ${r.options.minReadyMs / 1000} s${r.options.healthCmd ? `, health command ${JSON.stringify(r.options.healthCmd)}` : ''}${r.options.rollbackOnFailure ? ', rollback on failure' : ''}`,
+    ...r.steps.map((s) => `   ${s.at}  ${s.machineId}  ${s.hash.slice(0, 12)}  ${s.ok ? 'ready ' : 'FAILED'}  ${s.detail}`),
+    ...(r.error ? [`   error: ${r.error}`] : []),
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/** Prints the outcome; a rollout that did not finish is an error (exit 6) naming where it stands. */
+function finishRollout(io: CliIO, p: ParsedCommand, outcome: RolloutOutcome): number {
+  printJsonOr(io, p, outcome.rollout, () => describeRollout(outcome.rollout));
+  if (outcome.ok) return 0;
+  const r = outcome.rollout;
+  const next = r.phase === 'rolled-back' ? 'the old content runs everywhere again' : r.phase === 'failed' ? `fix and run: flotilla units rollout resume ${r.unit} (or rollback)` : '';
+  throw new FlotillaError('external', `rolling update of ${r.unit} failed: ${r.error ?? r.phase}; ${next}`);
+}
+
+const rolloutOptions: Record<string, OptionSpec> = {
+  ...connectionOptions,
+  'max-unavailable': { type: 'string', description: 'copies restarted at once (default 1)', valueName: 'N' },
+  'health-cmd': { type: 'string', description: 'sh -c command that must pass after each copy is active ($FLOTILLA_UNIT, $FLOTILLA_MACHINE_ID, $FLOTILLA_MACHINE_ADDRESS)', valueName: 'CMD' },
+  timeout: { type: 'string', description: 'seconds for each batch to become active and healthy (default 60)', valueName: 'SECONDS' },
+  'min-ready': { type: 'string', description: 'seconds a copy must stay active to count (default 1)', valueName: 'SECONDS' },
+  'rollback-on-failure': { type: 'boolean', description: 'on a failed batch, put the old content back everywhere' },
+};
+
+function rolloutVerb(verb: 'resume' | 'rollback', summary: string): CommandSpec {
+  return {
+    name: `units rollout ${verb}`,
+    summary,
+    args: 'UNIT',
+    options: connectionOptions,
+    async run(p, io) {
+      const [name] = needArgs(p, `rollout ${verb}`, 'unit name');
+      return withClient(p, `units rollout ${verb}`, async (c) => {
+        const drive = verb === 'resume' ? resumeRollout : rollBack;
+        return finishRollout(io, p, await drive(c.registry, name!, { log: (l) => io.err(`${l}\n`) }));
+      });
+    },
+  };
+}
+
+function statusText(r: UnitRow): string {
+  return [
+    `● ${r.unit}`,
+    `   Desired: ${r.desiredState}`,
+    `   Machine: ${r.machine ? `${r.machine}${r.address ? ` (${r.address})` : ''}` : '-'}`,
+    `    Active: ${r.active} (${r.sub})`,
+    `   Content: ${r.hash.slice(0, 12)}${r.copyHash && r.copyHash !== r.hash ? ` (this copy: ${r.copyHash.slice(0, 12)})` : ''}`,
+    ...(r.rollout ? [`   Rollout: ${r.rollout.phase} ${r.rollout.fromHash.slice(0, 12)} -> ${r.rollout.toHash.slice(0, 12)}`] : []),
+    ...(r.machine ? (r.reason ? [`     Moved: ${r.reason}`] : []) : r.reason ? [`  Not placed: ${r.reason}`] : []),
+    ...r.failures.map((f) => `  Failures: ${avoidReason(f)}`),
+    '',
+  ].join('\n');
 }
 
 function stateVerb(verb: string, state: 'inactive' | 'loaded' | 'launched', summary: string): CommandSpec {
@@ -168,11 +238,7 @@ export const unitsCommands: CommandSpec[] = [
         const rows = (await c.listUnits()).filter((r) => names.includes(r.unit));
         const missing = names.filter((n) => !rows.some((r) => r.unit === n));
         if (missing.length) throw new FlotillaError('not-found', `not submitted: ${missing.join(', ')}`);
-        printJsonOr(io, p, rows, () =>
-          rows
-            .map((r) => `● ${r.unit}\n   Desired: ${r.desiredState}\n   Machine: ${r.machine ? `${r.machine}${r.address ? ` (${r.address})` : ''}` : '-'}\n    Active: ${r.active} (${r.sub})\n${r.reason ? `  Not placed: ${r.reason}\n` : ''}`)
-            .join('\n'),
-        );
+        printJsonOr(io, p, rows, () => rows.map(statusText).join('\n'));
         return 0;
       });
     },
@@ -215,10 +281,79 @@ export const unitsCommands: CommandSpec[] = [
         const rows = await c.listMachines();
         printJsonOr(io, p, rows, () =>
           table(
-            ['MACHINE', 'IP', 'METADATA'],
-            rows.map((m) => [p.values.full ? m.id : `${m.id.slice(0, 8)}...`, m.address, Object.entries(m.metadata).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v}`).join(',') || '-']),
+            ['MACHINE', 'IP', 'METADATA', 'CPUS', 'MEMORY'],
+            rows.map((m) => [
+              p.values.full ? m.id : `${m.id.slice(0, 8)}...`,
+              m.address,
+              Object.entries(m.metadata).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v}`).join(',') || '-',
+              String(m.capacity.cpus),
+              `${m.capacity.memoryMiB} MiB`,
+            ]),
           ),
         );
+        return 0;
+      });
+    },
+  },
+  {
+    name: 'units update',
+    summary: "Replace a submitted unit's body and restart its running copies a batch at a time (a rolling update)",
+    args: 'FILE',
+    options: rolloutOptions,
+    details:
+      'Each batch waits until its copies are active with the new content (for --min-ready) and --health-cmd passes. ' +
+      'A failed batch stops the update (or rolls it back with --rollback-on-failure). Progress is kept in etcd: ' +
+      'an interrupted update continues with `units rollout resume UNIT` or is undone with `units rollout rollback UNIT`.',
+    async run(p, io) {
+      const files = needArgs(p, 'update', 'unit file');
+      if (files.length !== 1) throw new FlotillaError('usage', 'flotilla units update: give exactly one unit file');
+      const [unit] = readUnitArgs(files);
+      const options = {
+        maxUnavailable: intOpt(p, 'max-unavailable', 'units update', 1, 10_000) ?? DEFAULT_ROLLOUT_OPTIONS.maxUnavailable,
+        timeoutMs: secondsOpt(p, 'timeout', 'units update', DEFAULT_ROLLOUT_OPTIONS.timeoutMs),
+        minReadyMs: secondsOpt(p, 'min-ready', 'units update', DEFAULT_ROLLOUT_OPTIONS.minReadyMs),
+        rollbackOnFailure: Boolean(p.values['rollback-on-failure']),
+        ...(stringOpt(p, 'health-cmd', 'units update') ? { healthCmd: stringOpt(p, 'health-cmd', 'units update')! } : {}),
+      };
+      if (unitNameInfo(unit!.name).kind === 'template') {
+        throw new FlotillaError('invalid-input', `${files[0]}: ${unit!.name} is a template; its instances carry their own copies of the text: update each instance (e.g. ${unit!.name.replace('@.', '@1.')})`);
+      }
+      return withClient(p, 'units update', async (c) => {
+        const abort = new AbortController();
+        const onSignal = () => abort.abort();
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
+        try {
+          const outcome = await updateUnit(c.registry, unit!.name, unit!.text, options, { log: (l) => io.err(`${l}\n`), signal: abort.signal });
+          if (!outcome) {
+            printJsonOr(io, p, { unit: unit!.name, changed: false }, () => `Unit ${unit!.name} already has this content\n`);
+            return 0;
+          }
+          return finishRollout(io, p, outcome);
+        } finally {
+          process.removeListener('SIGINT', onSignal);
+          process.removeListener('SIGTERM', onSignal);
+        }
+      });
+    },
+  },
+  rolloutVerb('resume', 'Continue an interrupted or stopped rolling update'),
+  rolloutVerb('rollback', 'Put the old content back on every copy, a batch at a time, and drop the new one'),
+  {
+    name: 'units rollout status',
+    summary: "Show a unit's rolling update: phase, contents, and each copy's outcome",
+    args: 'UNIT...',
+    options: connectionOptions,
+    async run(p, io) {
+      const names = needArgs(p, 'rollout status', 'unit name');
+      return withClient(p, 'units rollout status', async (c) => {
+        const found: Rollout[] = [];
+        for (const n of names) {
+          const r = await c.registry.getRollout(n);
+          if (!r) throw new FlotillaError('not-found', `unit ${n} has no rolling update`);
+          found.push(r);
+        }
+        printJsonOr(io, p, found, () => found.map(describeRollout).join('\n'));
         return 0;
       });
     },
