@@ -72,8 +72,14 @@ export const NODE_PACKAGES = [
   'nodejs',
   // ping: checking the cluster network from a node.
   'iputils-ping',
-  // The initrd's /init and its tools (static: the initrd carries no libraries).
+  // The initrd's /init and its tools (static: the initrd carries no libraries); also the
+  // local container image's only binary (CONTAINER_IMAGES_SCRIPT).
   'busybox-static',
+  // Containers as units. crun and netavark are named because debootstrap cannot pick between
+  // podman's alternatives (crun | runc) or resolve the virtual container-network-stack.
+  'podman',
+  'crun',
+  'netavark',
 ];
 
 /** Modules in the image: virtio devices, networking, the filesystems cloud-init and Flotilla use, fw_cfg. */
@@ -274,6 +280,65 @@ SELINUX=disabled
 SELINUXTYPE=none
 `;
 
+/** The local container image a node can run without a registry (none is reachable). */
+export const LOCAL_CONTAINER_IMAGE = 'localhost/busybox:latest';
+
+/**
+ * Imports LOCAL_CONTAINER_IMAGE from the node's own busybox-static: a root filesystem of
+ * busybox and its applet links, passwd/group, and /srv/index.html for `httpd -h /srv`.
+ * Run on the node (CONTAINER_IMAGES_UNIT), not at image build time: podman unpacks layers in
+ * a private mount namespace, which a chroot on the build host cannot provide.
+ */
+export const CONTAINER_IMAGES_SCRIPT = `#!/bin/sh
+set -eu
+image=${LOCAL_CONTAINER_IMAGE}
+if podman image exists "$image"; then exit 0; fi
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+root="$dir/rootfs"
+mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/srv" "$root/proc" "$root/sys" "$root/dev" "$root/root"
+cp /bin/busybox "$root/bin/busybox"
+for applet in $(/bin/busybox --list); do [ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"; done
+printf 'root:x:0:0:root:/root:/bin/sh\\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\\n' > "$root/etc/passwd"
+printf 'root:x:0:\\nnogroup:x:65534:\\n' > "$root/etc/group"
+echo 'flotilla busybox container' > "$root/srv/index.html"
+chmod 1777 "$root/tmp"
+tar --numeric-owner --owner=0 --group=0 -C "$root" -cf "$dir/rootfs.tar" .
+podman import --change 'CMD ["/bin/sh"]' --message 'busybox-static from the Flotilla node image' "$dir/rootfs.tar" "$image"
+`;
+
+/**
+ * Not enabled: a container unit pulls it in (Requires= and After=), so nodes that run no
+ * containers never pay for podman at boot. Once per boot at most (the image persists on disk).
+ */
+export const CONTAINER_IMAGES_UNIT = `[Unit]
+Description=Import the local container image ${LOCAL_CONTAINER_IMAGE} (Flotilla; no registry needed)
+After=local-fs.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=${AGENT_ROOT}/import-container-images
+`;
+
+/** podman on a node: overlay on the ext4 root, host networking unless a unit asks otherwise. */
+export const CONTAINERS_STORAGE_CONF = `# Flotilla node image: root's container storage.
+[storage]
+driver = "overlay"
+runroot = "/run/containers/storage"
+graphroot = "/var/lib/containers/storage"
+`;
+
+export const CONTAINERS_CONF = `# Flotilla node image. Containers share the node's network by default: the image has no
+# iptables/nftables for bridge networks, and a unit's service is announced at the node's address.
+[containers]
+netns = "host"
+
+[network]
+# Debian also ships a CNI config, but no CNI plugins.
+network_backend = "netavark"
+`;
+
 /** First boot (empty /etc/machine-id) runs `systemctl preset-all`: these files make it keep the image's choices. */
 export const PRESET_FLOTILLA = `# Flotilla node image: what is enabled. Everything else is disabled (99-flotilla-default.preset),
 # except what Ignition's own preset file (20-ignition.preset) enables.
@@ -395,6 +460,10 @@ export function defaultBaseRecipe(): BaseRecipe {
       '/etc/systemd/system-preset/99-flotilla-default.preset': { contents: PRESET_DEFAULT, mode: 0o644 },
       '/etc/systemd/journald.conf.d/10-flotilla.conf': { contents: JOURNALD_CONF, mode: 0o644 },
       '/etc/dpkg/dpkg.cfg.d/01-flotilla-nodoc': { contents: DPKG_NODOC, mode: 0o644 },
+      '/etc/containers/storage.conf': { contents: CONTAINERS_STORAGE_CONF, mode: 0o644 },
+      '/etc/containers/containers.conf': { contents: CONTAINERS_CONF, mode: 0o644 },
+      '/etc/systemd/system/flotilla-container-images.service': { contents: CONTAINER_IMAGES_UNIT, mode: 0o644 },
+      [`${AGENT_ROOT}/import-container-images`]: { contents: CONTAINER_IMAGES_SCRIPT, mode: 0o755 },
     },
     configureScript: CONFIGURE_SCRIPT,
     initScript: INIT_SCRIPT,
