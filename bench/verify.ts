@@ -40,7 +40,9 @@ async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('run as root: the benchmark creates three temporary users');
   const users = Array.from({ length: NODES }, (_, i) => `flotbench${i + 1}`);
   const home = path.join(os.tmpdir(), `flotilla-bench-home-${process.pid}`);
-  const sshd = await startSshd();
+  // OpenSSH's default MaxStartups (10:30:100) drops handshakes beyond 10 at once; the
+  // per-check side opens 18 at a time, so it gets room to run rather than fail.
+  const sshd = await startSshd({ extraConfig: ['MaxStartups 200'] });
   try {
     // sshd reads authorized_keys as the logging-in user: let the bench users reach it (public data only).
     fs.chmodSync(sshd.dir, 0o755);

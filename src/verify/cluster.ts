@@ -13,15 +13,25 @@ import { loadSpecFile } from '../config/load';
 import type { ResolvedSpec } from '../config/spec';
 import { UnitsClient } from '../units/client';
 import { Registry, type RegistryTls } from '../units/registry';
-import { inventoryNode, type Inventory, type InventoryNode, type TlsFiles } from './inventory';
+import { inventoryNode, timeScale, type Inventory, type InventoryNode, type TlsFiles } from './inventory';
 import { SshPool, type ConnectOptions, type ExecOptions, type ExecResult, type NodeConnection, type Tunnel } from './ssh';
 
 export interface VerifyClusterOptions {
   ssh?: ConnectOptions;
   /** The resolved spec (smoke has it in hand); otherwise loaded from inventory.specFile when set. */
   spec?: ResolvedSpec;
-  /** etcd dial/request deadline (ms, default 5000). */
+  /** etcd dial/request deadline (ms, default 5000 × the inventory's time scale). */
   etcdTimeoutMs?: number;
+}
+
+/** SSH defaults for a run at `scale` (src/verify/ssh.ts defaults × scale); given values win. */
+export function scaledSshOptions(given: ConnectOptions | undefined, scale: number): ConnectOptions {
+  return {
+    readyTimeoutMs: 10_000 * scale,
+    keepaliveIntervalMs: 5_000 * scale,
+    commandTimeoutMs: 60_000 * scale,
+    ...given,
+  };
 }
 
 function readTlsFiles(t: TlsFiles): RegistryTls {
@@ -59,6 +69,10 @@ export class VerifyCluster {
   private registryP: Promise<Registry> | undefined;
   private readonly extraClients = new Set<Etcd3>();
 
+  private get etcdTimeoutMs(): number {
+    return this.options.etcdTimeoutMs ?? 5000 * timeScale(this.inventory);
+  }
+
   constructor(
     readonly inventory: Inventory,
     readonly options: VerifyClusterOptions = {},
@@ -74,7 +88,7 @@ export class VerifyCluster {
         ...(inventory.ssh.privateKeyFile ? { privateKeyFile: inventory.ssh.privateKeyFile } : {}),
         ...(n.ssh.netns ? { netns: n.ssh.netns } : {}),
       })),
-      options.ssh,
+      scaledSshOptions(options.ssh, timeScale(inventory)),
     );
     this.spec = options.spec ?? (inventory.specFile ? loadSpecFile(inventory.specFile) : undefined);
   }
@@ -141,7 +155,7 @@ export class VerifyCluster {
   async etcdOptions(opts: { endpoints?: string[]; clientCert?: boolean } = {}): Promise<IOptions> {
     const hosts = opts.endpoints ?? (await this.hostEtcdEndpoints());
     const tls = this.inventory.etcd.tls ? readTlsFiles(this.inventory.etcd.tls) : undefined;
-    const timeout = this.options.etcdTimeoutMs ?? 5000;
+    const timeout = this.etcdTimeoutMs;
     return {
       hosts,
       dialTimeout: timeout,
@@ -177,7 +191,7 @@ export class VerifyCluster {
     this.registryP ??= (async () => {
       const endpoints = await this.hostEtcdEndpoints();
       const tls = this.inventory.etcd.tls ? readTlsFiles(this.inventory.etcd.tls) : undefined;
-      return Registry.connect({ endpoints, prefix: this.inventory.keyPrefix, ...(tls ? { tls } : {}), dialTimeoutMs: this.options.etcdTimeoutMs ?? 5000, requestTimeoutMs: this.options.etcdTimeoutMs ?? 5000 });
+      return Registry.connect({ endpoints, prefix: this.inventory.keyPrefix, ...(tls ? { tls } : {}), dialTimeoutMs: this.etcdTimeoutMs, requestTimeoutMs: this.etcdTimeoutMs });
     })();
     this.registryP.catch(() => (this.registryP = undefined));
     return this.registryP;

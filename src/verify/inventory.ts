@@ -70,6 +70,25 @@ export interface Inventory {
   discovery: { prefix: string; services: string[] };
   /** The cluster spec this inventory belongs to (for expected node files), if given. */
   specFile?: string;
+  /**
+   * How fast the nodes are: `emulated` (QEMU TCG: every process start takes seconds) scales
+   * every default deadline by EMULATED_TIME_SCALE; explicit deadlines are kept as given.
+   */
+  pace?: Pace;
+}
+
+export const PACES = ['native', 'emulated'] as const;
+export type Pace = (typeof PACES)[number];
+
+/**
+ * Emulated nodes run commands 5-10x slower than native ones (etcdctl ~2-7 s, cloud-init's
+ * Python 10-25 s on a loaded 2-core host), and their sshd answers keepalives late.
+ */
+export const EMULATED_TIME_SCALE = 6;
+
+/** The factor every default deadline of a run against `inv` is multiplied by. */
+export function timeScale(inv: Pick<Inventory, 'pace'>): number {
+  return inv.pace === 'emulated' ? EMULATED_TIME_SCALE : 1;
 }
 
 // ---------------------------------------------------------------------------
@@ -78,7 +97,7 @@ export interface Inventory {
 type Obj = Record<string, unknown>;
 
 const FIELDS = {
-  root: ['name', 'ssh', 'nodes', 'etcd', 'registry', 'discovery', 'spec'],
+  root: ['name', 'pace', 'ssh', 'nodes', 'etcd', 'registry', 'discovery', 'spec'],
   ssh: ['user', 'privateKeyFile', 'privateKey'],
   node: ['name', 'address', 'hostKey', 'ssh', 'role', 'etcdMember', 'metadata', 'machineId', 'etcdEndpoint', 'agent'],
   nodeSsh: ['host', 'port', 'user', 'netns'],
@@ -368,6 +387,8 @@ export function resolveInventory(input: unknown, opts: ResolveInventoryOptions):
     });
   }
   const spec = c.str(root, 'spec', '');
+  const pace = c.str(root, 'pace', '');
+  if (pace !== undefined && !(PACES as readonly string[]).includes(pace)) c.add('pace', `must be one of ${PACES.join(', ')}, got ${JSON.stringify(pace)}`);
   throwIfProblems(c.problems, `${opts.file ?? 'inventory'}: invalid inventory`);
   return {
     name,
@@ -385,6 +406,7 @@ export function resolveInventory(input: unknown, opts: ResolveInventoryOptions):
     keyPrefix,
     discovery: { prefix: discoveryPrefix, services },
     ...(spec ? { specFile: abs(spec) } : {}),
+    ...(pace ? { pace: pace as Pace } : {}),
   };
 }
 

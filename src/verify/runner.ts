@@ -10,8 +10,10 @@ import { HostKeyMismatchError, SshError } from './ssh';
 import { CheckFailed, CheckSkipped, summarize, type Check, type CheckContext, type CheckOutcome, type CheckResult, type Report } from './types';
 
 export interface RunOptions {
-  /** Default deadline per check (ms, default 30 000). */
+  /** Default deadline per check (ms, default 30 000 × timeScale). */
   timeoutMs?: number;
+  /** Multiplies the default deadline and each check's own `timeoutMs` (slow, emulated nodes). */
+  timeScale?: number;
   /**
    * Retry every failing check until this long after it started (ms), not only the
    * checks marked `retry` (goss --retry-timeout). The deadline becomes the larger of the two.
@@ -51,7 +53,8 @@ function messageOf(err: unknown): string {
 /** Runs one check to its final result. */
 export async function runCheck(check: Check, cluster: VerifyCluster, opts: RunOptions = {}): Promise<CheckResult> {
   const started = Date.now();
-  const timeoutMs = check.timeoutMs ?? opts.timeoutMs ?? 30_000;
+  const scale = opts.timeScale ?? 1;
+  const timeoutMs = check.timeoutMs !== undefined ? check.timeoutMs * scale : opts.timeoutMs ?? 30_000 * scale;
   const retrying = check.retry === true || (opts.retryTimeoutMs ?? 0) > 0;
   const budget = Math.max(timeoutMs, check.retry ? 0 : opts.retryTimeoutMs ?? 0);
   const deadline = started + budget;

@@ -409,24 +409,25 @@ export class NodeConnection {
       await this.slots.acquire(ac.signal);
       try {
         let client = await raceAbort(this.ensure(), ac.signal);
-        let channel: ClientChannel;
-        try {
-          channel = await raceAbort(openExec(client, line), ac.signal);
-        } catch (err) {
-          if (ac.signal.aborted || this.client === client) throw err;
-          // The connection died under us between commands: reconnect once, pinned again.
-          client = await raceAbort(this.ensure(), ac.signal);
-          channel = await raceAbort(openExec(client, line), ac.signal);
-        }
-        // sshd frees a session slot a little after the channel closes; a new session opened in
-        // that gap is refused ("no more sessions": the channel closes without output or status).
-        for (let retry = 0; ; retry++) {
+        let reconnected = false;
+        // sshd frees a session slot a little after the channel closes; a session opened in that
+        // gap is refused ("no more sessions": an open failure, or a channel that closes with
+        // neither output nor status). Those are retried with a short backoff.
+        for (let busy = 0; ; ) {
           try {
+            const channel = await raceAbort(openExec(client, line, ac.signal), ac.signal);
             return await collect(channel, opts, ac.signal, started, () => this.where, (pgid) => this.killGroup(client, pgid, sudo));
           } catch (err) {
-            if (!(err instanceof RefusedSession) || retry >= 20 || this.client !== client) throw err;
-            await raceAbort(new Promise((r) => setTimeout(r, 10 + 10 * retry)), ac.signal);
-            channel = await raceAbort(openExec(client, line), ac.signal);
+            if (ac.signal.aborted) throw err;
+            if (this.client !== client) {
+              // The connection died under us between commands: reconnect once, pinned again.
+              if (reconnected) throw err;
+              reconnected = true;
+              client = await raceAbort(this.ensure(), ac.signal);
+              continue;
+            }
+            if (!(err instanceof RefusedSession || sessionRefused(err)) || ++busy > 20) throw err;
+            await raceAbort(new Promise((r) => setTimeout(r, 10 * busy)), ac.signal);
           }
         }
       } finally {
@@ -450,7 +451,7 @@ export class NodeConnection {
   private killGroup(client: Client, pgid: number, sudo: boolean): void {
     const kill = `kill -KILL -- -${pgid}`;
     openExec(client, sudo ? `sudo -n ${kill} 2>/dev/null || ${kill}` : kill)
-      .then((ch) => {
+      .then(({ ch }) => {
         const t = setTimeout(() => ch.close(), 10_000);
         ch.on('close', () => clearTimeout(t));
         ch.on('error', () => undefined);
@@ -593,10 +594,43 @@ function abbreviate(cmd: string): string {
   return one.length > 120 ? `${one.slice(0, 117)}...` : one;
 }
 
-function openExec(client: Client, command: string): Promise<ClientChannel> {
+/** sshd refused to open a session channel (OpenSSH: "no more sessions", reason 2). */
+function sessionRefused(err: unknown): boolean {
+  return err instanceof Error && (err as { reason?: unknown }).reason === 2 && /open failed/i.test(err.message);
+}
+
+/** An exec channel with what happened before anyone listened: ssh2 emits `exit` and `close` as plain events. */
+interface OpenedExec {
+  ch: ClientChannel;
+  exit: { got: boolean; code: number | null; signal: string | null };
+  closed: boolean;
+}
+
+/**
+ * Opens an exec channel and records its exit status and close from the first moment: when
+ * sshd's CHANNEL_SUCCESS, exit-status and CHANNEL_CLOSE arrive in one read (a busy host),
+ * ssh2 emits them before an awaiting caller could attach listeners, and they would be lost.
+ * A channel that opens after `signal` aborted is closed at once.
+ */
+function openExec(client: Client, command: string, signal?: AbortSignal): Promise<OpenedExec> {
   return new Promise((resolve, reject) => {
     try {
-      client.exec(command, (err, ch) => (err ? reject(err) : resolve(ch)));
+      client.exec(command, (err, ch) => {
+        if (err) return reject(err);
+        const opened: OpenedExec = { ch, exit: { got: false, code: null, signal: null }, closed: false };
+        ch.on('exit', (c: number | null, sig?: string) => {
+          opened.exit = { got: true, code: typeof c === 'number' ? c : null, signal: sig ? String(sig).replace(/^SIG/, '') : null };
+        });
+        ch.once('close', () => {
+          opened.closed = true;
+        });
+        if (signal?.aborted) {
+          ch.on('error', () => undefined);
+          ch.close();
+          return reject(signal.reason);
+        }
+        resolve(opened);
+      });
     } catch (err) {
       reject(err as Error);
     }
@@ -656,96 +690,76 @@ export function withPgidMarker(command: string): string {
 }
 
 /** Reads a channel to its end, keeping at most `maxOutputBytes` of each stream. */
-function collect(ch: ClientChannel, opts: ExecOptions, signal: AbortSignal, started: number, where: () => string, killGroup: (pgid: number) => void = () => undefined): Promise<ExecResult> {
+function collect(opened: OpenedExec, opts: ExecOptions, signal: AbortSignal, started: number, where: () => string, killGroup: (pgid: number) => void = () => undefined): Promise<ExecResult> {
   const max = opts.maxOutputBytes ?? 64 * 1024 * 1024;
+  const ch = opened.ch;
   return new Promise<ExecResult>((resolve, reject) => {
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let outBytes = 0;
     let errBytes = 0;
     let truncated = false;
-    let code: number | null = null;
-    let sig: string | null = null;
-    let gotExit = false;
-    ch.on('data', (d: Buffer) => {
-      if (outBytes + d.length <= max) {
-        out.push(d);
-        outBytes += d.length;
-      } else truncated = true;
-    });
-    let pgid: number | undefined;
-    // Until the marker line is complete, stderr is held back here (it is always the first line).
-    let head: Buffer | undefined = Buffer.alloc(0);
-    const onStderr = (d: Buffer): void => {
-      if (head) {
-        head = Buffer.concat([head, d]);
-        const nl = head.indexOf(10);
-        const marker = Buffer.from(PGID_MARKER);
-        if (nl < 0 && head.length < marker.length + 24 && marker.subarray(0, Math.min(head.length, marker.length)).equals(head.subarray(0, Math.min(head.length, marker.length)))) return;
-        const rest = head;
-        head = undefined;
-        if (nl >= 0 && rest.subarray(0, marker.length).equals(marker)) {
-          const n = Number(rest.subarray(marker.length, nl).toString());
-          if (Number.isInteger(n) && n > 1) pgid = n;
-          if (nl + 1 < rest.length) onStderr(rest.subarray(nl + 1));
-        } else if (rest.length) onStderr(rest);
-        return;
+    const keep = (into: Buffer[], d: Buffer, bytes: number): number => {
+      if (bytes + d.length <= max) {
+        into.push(d);
+        return bytes + d.length;
       }
-      if (errBytes + d.length <= max) {
-        err.push(d);
-        errBytes += d.length;
-      } else truncated = true;
+      truncated = true;
+      return bytes;
     };
-    ch.stderr.on('data', onStderr);
-    ch.on('exit', (c: number | null, s?: string) => {
-      gotExit = true;
-      code = typeof c === 'number' ? c : null;
-      sig = s ? String(s).replace(/^SIG/, '') : null;
-    });
+    ch.on('data', (d: Buffer) => (outBytes = keep(out, d, outBytes)));
+    ch.stderr.on('data', (d: Buffer) => (errBytes = keep(err, d, errBytes)));
     const onAbort = (): void => {
-      // Ask sshd to signal the command, then close the channel; OpenSSH >= 7.9 honours signals.
+      // Ask sshd to signal the command (refused for root logins), close the channel, and kill
+      // the command's process group from a fresh channel.
       try {
         ch.signal('KILL');
       } catch {
         /* channel gone */
       }
       ch.close();
+      const pgid = findPgid(Buffer.concat(err).toString('latin1'));
       if (pgid !== undefined) killGroup(pgid);
       reject(signal.reason);
     };
     signal.addEventListener('abort', onAbort, { once: true });
-    let closed = false;
+    // Done when the channel is closed and both streams have delivered everything they buffered.
+    let pending = 3;
     const finish = (): void => {
+      if (--pending > 0) return;
       signal.removeEventListener('abort', onAbort);
-      if (head?.length) {
-        // Stderr that only looked like the start of the marker.
-        const rest = head;
-        head = undefined;
-        onStderr(rest);
-      }
-      head = undefined;
       if (signal.aborted) return;
-      if (!gotExit) {
-        if (outBytes === 0 && errBytes === 0) reject(new RefusedSession(`${where()}: the session closed without output or exit status (refused by the server, or the connection was lost)`));
+      const raw = Buffer.concat(err).toString('utf8');
+      const stderr = stripPgidMarker(raw);
+      const markerBytes = Buffer.byteLength(raw) - Buffer.byteLength(stderr);
+      if (!opened.exit.got) {
+        if (outBytes === 0 && errBytes - markerBytes === 0) reject(new RefusedSession(`${where()}: the session closed without output or exit status (refused by the server, or the connection was lost)`));
         else reject(new SshError('closed', 'external', `${where()}: the channel closed without an exit status (connection lost?)`));
         return;
       }
-      resolve({ code, signal: sig, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), ms: Date.now() - started, truncated });
+      resolve({ code: opened.exit.code, signal: opened.exit.signal, stdout: Buffer.concat(out).toString('utf8'), stderr, ms: Date.now() - started, truncated });
     };
-    // The stream may report 'close' (EOF on both sides) just before the exit-status
-    // message that follows the server's EOF: give it a moment to arrive.
-    ch.on('exit', () => {
-      if (closed) finish();
-    });
-    ch.once('close', () => {
-      closed = true;
-      if (gotExit) finish();
-      else setTimeout(() => (gotExit ? undefined : finish()), 300);
-    });
+    ch.once('end', finish);
+    ch.stderr.once('end', finish);
+    if (opened.closed) finish();
+    else ch.once('close', finish);
     ch.on('error', () => undefined);
     if (opts.stdin !== undefined) ch.end(opts.stdin);
     else ch.end();
   });
+}
+
+/** The process group from the marker line (sshd may print its own lines before it). */
+function findPgid(stderr: string): number | undefined {
+  const m = new RegExp(`(?:^|\\n)${PGID_MARKER}(\\d+)\\n`).exec(stderr);
+  const n = m ? Number(m[1]) : NaN;
+  return Number.isInteger(n) && n > 1 ? n : undefined;
+}
+
+/** stderr without the first marker line. */
+function stripPgidMarker(stderr: string): string {
+  const m = new RegExp(`(^|\\n)${PGID_MARKER}\\d+\\n`).exec(stderr);
+  return m ? stderr.slice(0, m.index + m[1]!.length) + stderr.slice(m.index + m[0].length) : stderr;
 }
 
 // ---------------------------------------------------------------------------

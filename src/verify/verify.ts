@@ -10,7 +10,7 @@ import { Artifacts } from './artifacts';
 import { loadChecksFile, checksFromFile, type CheckFile } from './checks/yaml';
 import { testsToChecks, type ClusterTest } from './checks/api';
 import { VerifyCluster } from './cluster';
-import type { Inventory } from './inventory';
+import { timeScale, type Inventory } from './inventory';
 import { makeReport, runChecks } from './runner';
 import type { ConnectOptions } from './ssh';
 import { DEFAULT_SUITES, buildSuite, type SuiteName } from './suites';
@@ -72,6 +72,7 @@ export async function runVerify(opts: VerifyOptions): Promise<VerifyRun> {
     if (opts.tests?.length) checks.push(...testsToChecks(opts.tests, cluster, opts.tags ? { tags: opts.tags } : {}));
     opts.onPlan?.(checks);
     const results = await runChecks(checks, cluster, {
+      timeScale: timeScale(inv),
       ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
       ...(opts.retryTimeoutMs !== undefined ? { retryTimeoutMs: opts.retryTimeoutMs } : {}),
       ...(opts.onResult ? { onResult: opts.onResult } : {}),

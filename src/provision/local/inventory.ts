@@ -6,10 +6,28 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../../util/fs';
-import type { Inventory } from '../../verify/inventory';
+import type { Inventory, Pace } from '../../verify/inventory';
 import { readPki } from '../pki';
 import { clusterDir } from './cluster';
-import { readRecord, type ClusterRecord } from './up';
+import { readRecord, type ClusterRecord, type NodeRecord } from './up';
+
+/** True when the node's running QEMU (local or libvirt's) emulates its CPU (TCG); undefined when it is not running. */
+export function nodeEmulated(node: Pick<NodeRecord, 'pidFile'>): boolean | undefined {
+  try {
+    const pid = Number(fs.readFileSync(node.pidFile, 'utf8').trim());
+    const args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return args.some((a, i) => /(^|,)accel=tcg(,|$)/.test(a) || (a === '-accel' && /^tcg(,|$)/.test(args[i + 1] ?? '')));
+  } catch {
+    return undefined;
+  }
+}
+
+/** emulated when any running node is TCG-emulated: verification deadlines scale with it. */
+export function clusterPace(record: Pick<ClusterRecord, 'nodes'>): Pace | undefined {
+  const seen = record.nodes.map(nodeEmulated).filter((e): e is boolean => e !== undefined);
+  if (seen.length === 0) return undefined;
+  return seen.some(Boolean) ? 'emulated' : 'native';
+}
 
 export function inventoryFromRecord(record: ClusterRecord): Inventory {
   const dir = clusterDir(record.name);
@@ -28,8 +46,10 @@ export function inventoryFromRecord(record: ClusterRecord): Inventory {
     }
   }
   const scheme = record.tls ? 'https' : 'http';
+  const pace = clusterPace(record);
   return {
     name: record.name,
+    ...(pace ? { pace } : {}),
     ssh: { privateKey: fs.readFileSync(record.sshKeyFile, 'utf8'), privateKeyFile: record.sshKeyFile },
     nodes: record.nodes.map((n) => ({
       name: n.name,

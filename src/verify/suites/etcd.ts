@@ -11,14 +11,15 @@
  */
 import type { Etcd3 } from 'etcd3';
 import type { VerifyCluster } from '../cluster';
-import type { InventoryNode } from '../inventory';
+import { timeScale, type InventoryNode } from '../inventory';
 import { shq } from '../ssh';
 import { CheckFailed, CheckSkipped, expect, type Check, type CheckContext } from '../types';
 
 /** etcdctl on `node`, against that member's own endpoint; `clientCert: false` leaves cert and key out. */
 export function etcdctlCommand(cluster: VerifyCluster, node: InventoryNode, args: string, opts: { clientCert?: boolean } = {}): string {
   const e = cluster.inventory.etcd;
-  const flags = [`--endpoints=${shq(node.etcdEndpoint)}`, '--dial-timeout=3s', '--command-timeout=5s'];
+  const scale = timeScale(cluster.inventory);
+  const flags = [`--endpoints=${shq(node.etcdEndpoint)}`, `--dial-timeout=${3 * scale}s`, `--command-timeout=${5 * scale}s`];
   if (e.nodeTls) {
     flags.push(`--cacert=${shq(e.nodeTls.caFile)}`);
     if (opts.clientCert !== false && e.nodeTls.certFile && e.nodeTls.keyFile) flags.push(`--cert=${shq(e.nodeTls.certFile)}`, `--key=${shq(e.nodeTls.keyFile)}`);

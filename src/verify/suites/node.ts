@@ -51,33 +51,74 @@ interface CloudInitStatus {
 
 const IGNITION_MARKERS = ['/var/lib/flotilla/ignition.done', '/etc/.ignition-result.json'];
 
-async function firstBoot(ctx: CheckContext, spec: ResolvedSpec | undefined): Promise<string> {
-  const format = spec?.format;
-  const markers = await ctx.exec(`for f in ${IGNITION_MARKERS.join(' ')}; do [ -e "$f" ] && echo "$f"; done; true`);
-  const ignition = markers.stdout.split('\n').filter(Boolean);
+interface CloudInitResult {
+  v1?: { datasource?: string | null; errors?: unknown[] };
+}
+
+/**
+ * One command: the Ignition markers, then cloud-init's own result file when it finished
+ * (reading it costs nothing; `cloud-init status` starts Python, 10-25 s on an emulated
+ * CPU), and the status CLI only while there is no result yet.
+ */
+const FIRST_BOOT_PROBE = [
+  `for f in ${IGNITION_MARKERS.join(' ')}; do [ -e "$f" ] && echo "::ignition $f"; done`,
+  'if [ -r /run/cloud-init/result.json ]; then echo "::result"; cat /run/cloud-init/result.json',
+  'elif command -v cloud-init >/dev/null 2>&1; then echo "::status"; cloud-init status --format json',
+  'else echo "::no-cloud-init"; fi',
+].join('\n');
+
+/**
+ * Judges the first-boot probe's output: a pass message, or the Ignition markers found when
+ * the Ignition unit still has to be checked. Throws CheckFailed with the reason otherwise.
+ */
+export function judgeFirstBootProbe(r: { code: number | null; stdout: string; stderr: string }, format: ResolvedSpec['format'] | undefined): { pass: string } | { ignition: string[] } {
+  const lines = r.stdout.split('\n');
+  const ignition = lines.filter((l) => l.startsWith('::ignition ')).map((l) => l.slice('::ignition '.length));
+  const kindAt = lines.findIndex((l) => l === '::result' || l === '::status' || l === '::no-cloud-init');
+  const kind = kindAt >= 0 ? lines[kindAt] : undefined;
+  const body = lines.slice(kindAt + 1).join('\n');
   if (format !== 'ignition') {
-    const r = await ctx.exec('command -v cloud-init >/dev/null 2>&1 || { echo "::no-cloud-init"; exit 0; }; cloud-init status --format json');
-    if (!r.stdout.includes('::no-cloud-init')) {
+    if (kind === '::result') {
+      let res: CloudInitResult;
+      try {
+        res = JSON.parse(body) as CloudInitResult;
+      } catch {
+        throw new CheckFailed(`/run/cloud-init/result.json is not JSON: ${body.slice(0, 200)}`);
+      }
+      const errors = Array.isArray(res.v1?.errors) ? res.v1.errors.map((e) => (typeof e === 'string' ? e : JSON.stringify(e))) : [];
+      if (errors.length) throw new CheckFailed(`cloud-init finished with errors: ${errors.join('; ')}`);
+      if (res.v1?.datasource) return { pass: `cloud-init done (datasource ${res.v1.datasource})` };
+      // No datasource: cloud-init ran without configuring this machine (an Ignition node?).
+      if (ignition.length === 0) throw new CheckFailed('cloud-init finished without a datasource and there is no Ignition result');
+    } else if (kind === '::status') {
       let st: CloudInitStatus;
       try {
-        st = JSON.parse(r.stdout) as CloudInitStatus;
+        st = JSON.parse(body) as CloudInitStatus;
       } catch {
-        throw new CheckFailed(`cloud-init status did not answer JSON (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
+        throw new CheckFailed(`cloud-init status did not answer JSON (exit ${r.code}): ${(r.stderr || body).trim().slice(0, 300)}`);
       }
       const errors = Array.isArray(st.errors) ? st.errors.map(String) : [];
-      if (st.status === 'done' && errors.length === 0) return `cloud-init done${st.datasource ? ` (datasource ${st.datasource})` : ''}`;
+      if (st.status === 'done' && errors.length === 0) return { pass: `cloud-init done${st.datasource ? ` (datasource ${st.datasource})` : ''}` };
       if (st.status === 'done' || st.status === 'error' || errors.length) throw new CheckFailed(`cloud-init finished with errors: ${errors.join('; ') || st.detail || st.status}`);
       if (st.status === 'running' || st.status === 'not started') throw new CheckFailed(`cloud-init is still ${st.status}`);
       // disabled / not run: an Ignition node, or nothing configured this machine.
       if (ignition.length === 0) throw new CheckFailed(`cloud-init status is "${st.status}" (${st.detail ?? 'no detail'}) and there is no Ignition result (${IGNITION_MARKERS.join(', ')})`);
-    } else if (ignition.length === 0) {
-      throw new CheckFailed(`neither cloud-init nor an Ignition result (${IGNITION_MARKERS.join(', ')}) is on the node`);
+    } else if (kind === '::no-cloud-init') {
+      if (ignition.length === 0) throw new CheckFailed(`neither cloud-init nor an Ignition result (${IGNITION_MARKERS.join(', ')}) is on the node`);
+    } else {
+      throw new CheckFailed(`the first-boot probe printed nothing usable (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
     }
   }
   if (ignition.length === 0) throw new CheckFailed(`Ignition has not finished: none of ${IGNITION_MARKERS.join(', ')} exists`);
+  return { ignition };
+}
+
+async function firstBoot(ctx: CheckContext, spec: ResolvedSpec | undefined): Promise<string> {
+  const verdict = judgeFirstBootProbe(await ctx.exec(FIRST_BOOT_PROBE), spec?.format);
+  if ('pass' in verdict) return verdict.pass;
   const unit = await ctx.exec('systemctl is-failed flotilla-ignition.service 2>/dev/null');
   expect(unit.stdout.trim() !== 'failed', 'flotilla-ignition.service failed: see journalctl -u flotilla-ignition.service');
-  return `Ignition applied (${ignition.join(', ')})`;
+  return `Ignition applied (${verdict.ignition.join(', ')})`;
 }
 
 async function files(ctx: CheckContext, expected: ExpectedFile[]): Promise<string> {
