@@ -36,11 +36,14 @@ export interface ChaosControl {
   powerOn(node: string): Promise<void>;
 }
 
+/** The parts of a registry snapshot the invariants and faults read. */
+export type ChaosSnapshot = Pick<RegistrySnapshot, 'jobs' | 'machines' | 'schedule' | 'states' | 'leader'>;
+
 /** One look at the cluster. */
 export interface Observation {
   /** Date.now() when the snapshot was read. */
   at: number;
-  snapshot: RegistrySnapshot;
+  snapshot: ChaosSnapshot;
   /** Ground truth from the nodes that answered: machine ID → unit → systemd ActiveState. */
   running: Map<string, Map<string, string>>;
   /** etcd member health by node name, when it was asked for. */

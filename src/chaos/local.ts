@@ -11,7 +11,7 @@ import { FlotillaError } from '../errors';
 import { PATHS } from '../config/node-files';
 import { consoleMarkers, readNodeDesc, relaunchNode } from '../provision/local/cluster';
 import { runningPid, stopNode } from '../provision/local/qemu';
-import { sshConnect, sshExec, waitForSsh } from '../provision/local/ssh';
+import { HostKeyMismatchError, sshConnect, sshExec, waitForSsh } from '../provision/local/ssh';
 import { connectRecord, etcdctlCommand, sshAuth, type ClusterRecord, type NodeRecord, type RecordConnection } from '../provision/local/up';
 import type { Registry } from '../units/registry';
 import { FaultError, type ChaosControl, type ChaosNode, type NodeExecResult, type Observation } from './faults';
@@ -98,12 +98,25 @@ export class LocalChaosCluster implements ChaosControl, ChaosObserver {
   private async client(name: string): Promise<Client> {
     const hit = this.clients.get(name);
     if (hit) return hit;
-    const n = this.node(name);
-    const c = await sshConnect({ host: '127.0.0.1', port: n.sshPort, netns: this.record.netns }, n.hostPublicKey, sshAuth(this.record), 30_000);
+    const c = await this.connect(this.node(name));
     c.on('error', () => undefined);
     c.once('close', () => this.clients.get(name) === c && this.clients.delete(name));
     this.clients.set(name, c);
     return c;
+  }
+
+  /** SSH with generous deadlines and a few attempts: emulated nodes on a loaded host stall for seconds. */
+  private async connect(n: NodeRecord): Promise<Client> {
+    let last: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        return await sshConnect({ host: '127.0.0.1', port: n.sshPort, netns: this.record.netns }, n.hostPublicKey, sshAuth(this.record), 60_000, 30_000);
+      } catch (err) {
+        if (err instanceof HostKeyMismatchError) throw err;
+        last = err;
+      }
+    }
+    throw last;
   }
 
   private dropClient(name: string): void {
@@ -179,7 +192,7 @@ export class LocalChaosCluster implements ChaosControl, ChaosObserver {
     for (const n of candidates) {
       let client: Client | undefined;
       try {
-        client = await sshConnect({ host: '127.0.0.1', port: n.sshPort, netns: this.record.netns }, n.hostPublicKey, sshAuth(this.record), 30_000);
+        client = await this.connect(n);
         client.on('error', () => undefined);
         const conn = await connectRecord(this.record, client);
         this.observer = { node: n.name, client, conn };
@@ -219,29 +232,25 @@ export class LocalChaosCluster implements ChaosControl, ChaosObserver {
       }),
     );
     const health = opts.etcdHealth ? this.etcdHealth(o.node) : undefined;
-    let snapshot;
-    try {
-      snapshot = await o.conn.registry.snapshot();
-    } catch (err) {
+    const [snap, truth, members] = await Promise.allSettled([o.conn.registry.snapshot(), ground, health]);
+    if (snap.status === 'rejected') {
       this.observerBroken = true;
-      await ground;
-      await health?.catch(() => undefined);
-      throw err;
+      throw snap.reason;
     }
-    const running = new Map((await ground).filter((x): x is [string, Map<string, string>] => x !== undefined));
-    const obs: Observation = { at: Date.now(), snapshot, running };
-    if (health) obs.etcdHealth = await health;
+    const running = new Map((truth.status === 'fulfilled' ? truth.value : []).filter((x): x is [string, Map<string, string>] => x !== undefined));
+    const obs: Observation = { at: Date.now(), snapshot: snap.value, running };
+    if (members.status === 'fulfilled' && members.value) obs.etcdHealth = members.value;
     return obs;
   }
 
-  /** Member health by node name (a member that does not answer is unhealthy). */
+  /** Member health by node name; a member that does not answer (or no answer at all) counts as unhealthy. */
   private async etcdHealth(via: string): Promise<Map<string, boolean>> {
-    const r = await this.exec(via, etcdctlCommand(this.record, 'endpoint health --cluster -w json'), 30_000);
-    let byHost: Map<string, boolean>;
+    let byHost = new Map<string, boolean>();
     try {
+      const r = await this.exec(via, etcdctlCommand(this.record, 'endpoint health --cluster -w json'), 30_000);
       byHost = parseEndpointHealth(r.stdout);
     } catch {
-      throw new FlotillaError('external', `etcd health from ${via}: ${(r.stderr || r.stdout).trim().split('\n').slice(-1)[0]}`);
+      /* etcdctl timed out or printed no list: nobody is known to be healthy */
     }
     return new Map(this.nodes.filter((n) => n.etcdMember).map((n) => [n.name, byHost.get(n.address) === true]));
   }
