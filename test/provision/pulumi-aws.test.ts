@@ -11,31 +11,26 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { utils } from 'ssh2';
 import { EC2_USER_DATA_LIMIT } from '../../src/config/userdata';
 import { cloudInitSchema, ignitionValidate } from '../../src/config/validators';
 import { AMI_FAMILIES, checkAddressesInSubnet } from '../../src/provision/pulumi/aws';
+import { buildAgentArtifacts } from '../../src/provision/pulumi/agent-archive';
+import { clusterPkiProvider } from '../../src/provision/pulumi/cluster-pki';
 import { hostKeysProvider } from '../../src/provision/pulumi/host-keys';
 import { resolveStackSpec } from '../../src/provision/pulumi/plan';
 import { program } from '../../src/provision/pulumi/program';
+import { generateKeyPair } from '../../src/config/ssh-keys';
 import { PROJECT_ROOT } from '../../src/provision/pulumi/dynamic';
 import { resolveInventory } from '../../src/verify/inventory';
 import { pyYamlLoad } from '../helpers/pyyaml';
-import { isSecret, promiseOf, startMocks, type MockRecorder, type Registered } from './pulumi-mocks';
+import { isSecret, keyPairText, promiseOf, startMocks, type MockRecorder, type Registered } from './pulumi-mocks';
 
 const AMI = 'ami-0123456789abcdef0';
-const KEY = utils.generateKeyPairSync('ed25519', { comment: 'admin@example' });
+const KEY = keyPairText(generateKeyPair('admin@example'));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-pulumi-aws-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
-
-const FAKE_PKI = {
-  caCert: '-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n',
-  clientCert: 'client-cert',
-  memberCerts: {},
-  caKey: 'ca-key',
-  clientKey: 'client-key',
-  memberKeys: {},
-};
+const keyFile = path.join(tmp, 'id_ed25519');
+fs.writeFileSync(keyFile, KEY.private, { mode: 0o600 });
 
 /** Computed outputs a real provider would return. */
 async function outputs(type: string, name: string, inputs: Record<string, unknown>): Promise<Record<string, unknown>> {
@@ -46,7 +41,7 @@ async function outputs(type: string, name: string, inputs: Record<string, unknow
       return { keyName: `${String(inputs.keyNamePrefix)}20260101` };
     case 'aws:s3/bucket:Bucket': {
       const bucket = `${String(inputs.bucketPrefix)}mock01`;
-      return { bucket, arn: `arn:aws:s3:::${bucket}` };
+      return { bucket, arn: `arn:aws:s3:::${bucket}`, region: 'eu-west-1', bucketRegionalDomainName: `${bucket}.s3.eu-west-1.amazonaws.com` };
     }
     case 'aws:iam/role:Role':
     case 'aws:iam/instanceProfile:InstanceProfile':
@@ -55,7 +50,8 @@ async function outputs(type: string, name: string, inputs: Record<string, unknow
       // The real provider: key generation is what the stack would store.
       return (await hostKeysProvider.create!(inputs as never)).outs as Record<string, unknown>;
     case 'pulumi-nodejs:dynamic/flotilla:ClusterPki':
-      return FAKE_PKI;
+      // The real provider (openssl): delivery inputs are then the real per-node files.
+      return (await clusterPkiProvider.create!(inputs as never)).outs as Record<string, unknown>;
     default:
       return {};
   }
@@ -87,6 +83,13 @@ async function run(config: Record<string, string>): Promise<Run> {
   return { rec, out, inventory };
 }
 
+const INSTANCE = 'aws:ec2/instance:Instance';
+
+/** The EC2 instance of a node (its role and instance profile share its name). */
+function instance(rec: MockRecorder, node: string): Registered {
+  return rec.byName(`demo-${node}`, INSTANCE);
+}
+
 function userData(r: Registered): Buffer {
   return Buffer.from(String(r.inputs.userDataBase64), 'base64');
 }
@@ -102,7 +105,7 @@ describe('aws stack, cloud-config, 4 nodes (mock runtime)', () => {
   let out: Run['out'];
   let inventory: Run['inventory'];
   before(async () => {
-    ({ rec, out, inventory } = await run({ 'flotilla:nodeCount': '4' }));
+    ({ rec, out, inventory } = await run({ 'flotilla:nodeCount': '4', 'flotilla:sshPrivateKeyFile': keyFile }));
   });
   const nodes = ['node1', 'node2', 'node3', 'node4'];
 
@@ -119,6 +122,21 @@ describe('aws stack, cloud-config, 4 nodes (mock runtime)', () => {
       'aws:ec2/securityGroup:SecurityGroup demo-nodes <- demo',
       'aws:ec2/subnet:Subnet demo-subnet <- demo',
       'aws:ec2/vpc:Vpc demo-vpc <- demo',
+      'aws:iam/instanceProfile:InstanceProfile demo-node1 <- demo',
+      'aws:iam/instanceProfile:InstanceProfile demo-node2 <- demo',
+      'aws:iam/instanceProfile:InstanceProfile demo-node3 <- demo',
+      'aws:iam/instanceProfile:InstanceProfile demo-node4 <- demo',
+      'aws:iam/role:Role demo-node1 <- demo',
+      'aws:iam/role:Role demo-node2 <- demo',
+      'aws:iam/role:Role demo-node3 <- demo',
+      'aws:iam/role:Role demo-node4 <- demo',
+      'aws:iam/rolePolicy:RolePolicy demo-node1-read <- demo',
+      'aws:iam/rolePolicy:RolePolicy demo-node2-read <- demo',
+      'aws:iam/rolePolicy:RolePolicy demo-node3-read <- demo',
+      'aws:iam/rolePolicy:RolePolicy demo-node4-read <- demo',
+      'aws:s3/bucket:Bucket demo-boot <- demo',
+      'aws:s3/bucketObjectv2:BucketObjectv2 demo-agent <- demo',
+      'aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock demo-boot <- demo',
       'aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule demo-egress <- demo',
       'aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule demo-etcd-client <- demo',
       'aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule demo-etcd-peer <- demo',
@@ -127,6 +145,10 @@ describe('aws stack, cloud-config, 4 nodes (mock runtime)', () => {
       'pulumi-nodejs:dynamic/flotilla:ClusterPki demo-pki <- demo',
       'pulumi-nodejs:dynamic/flotilla:HostKeys demo-host-keys <- demo',
       'pulumi-nodejs:dynamic/flotilla:LocalInventory demo-inventory <- demo',
+      'pulumi-nodejs:dynamic/flotilla:NodeSecrets demo-node1-secrets <- demo',
+      'pulumi-nodejs:dynamic/flotilla:NodeSecrets demo-node2-secrets <- demo',
+      'pulumi-nodejs:dynamic/flotilla:NodeSecrets demo-node3-secrets <- demo',
+      'pulumi-nodejs:dynamic/flotilla:NodeSecrets demo-node4-secrets <- demo',
       'pulumi:providers:aws demo-aws <- demo',
     ]);
     const cluster = rec.byName('demo');
@@ -168,7 +190,7 @@ describe('aws stack, cloud-config, 4 nodes (mock runtime)', () => {
     for (const r of rec.resources.filter((x) => TAGGABLE.has(x.type))) {
       assert.equal((r.inputs.tags as Record<string, string>)?.['flotilla:cluster'], 'demo', r.name);
     }
-    assert.deepEqual(rec.byName('demo-node4').inputs.tags, { 'flotilla:cluster': 'demo', Name: 'demo-node4', 'flotilla:node': 'node4', 'flotilla:role': 'worker' });
+    assert.deepEqual(instance(rec, 'node4').inputs.tags, { 'flotilla:cluster': 'demo', Name: 'demo-node4', 'flotilla:node': 'node4', 'flotilla:role': 'worker' });
   });
 
   it('looks the AMI up with Debian 12 owner and filters for cloud-config', () => {
@@ -187,12 +209,12 @@ describe('aws stack, cloud-config, 4 nodes (mock runtime)', () => {
         },
       },
     ]);
-    for (const n of nodes) assert.equal(rec.byName(`demo-${n}`).inputs.ami, AMI);
+    for (const n of nodes) assert.equal(instance(rec, n).inputs.ami, AMI);
   });
 
   it('places each instance at its spec address with the key pair, IMDSv2 and an encrypted root volume', () => {
     nodes.forEach((n, i) => {
-      const inst = rec.byName(`demo-${n}`).inputs;
+      const inst = instance(rec, n).inputs;
       assert.equal(inst.privateIp, `10.99.0.${11 + i}`);
       assert.equal(inst.subnetId, 'demo-subnet-id');
       assert.deepEqual(inst.vpcSecurityGroupIds, ['demo-nodes-id']);
@@ -201,20 +223,77 @@ describe('aws stack, cloud-config, 4 nodes (mock runtime)', () => {
       assert.equal(inst.associatePublicIpAddress, true);
       assert.deepEqual(inst.metadataOptions, { httpEndpoint: 'enabled', httpTokens: 'required' });
       assert.deepEqual(inst.rootBlockDevice, { volumeSize: 20, volumeType: 'gp3', encrypted: true });
-      assert.equal(inst.iamInstanceProfile, undefined);
+      assert.equal(inst.iamInstanceProfile, `demo-${n}-0001`);
     });
     const kp = rec.byName('demo-key');
     assert.equal(kp.inputs.publicKey, KEY.public.trim());
   });
 
+  it('uploads the agent archive once, and lets each node read exactly that object', async () => {
+    const artifacts = await buildAgentArtifacts(PROJECT_ROOT);
+    const agent = rec.byName('demo-agent');
+    assert.deepEqual(
+      { ...agent.inputs, contentBase64: undefined, tags: undefined },
+      { bucket: 'demo-boot-id', key: 'demo/flotilla-agent.tar.gz', contentType: 'application/gzip', serverSideEncryption: 'AES256', contentBase64: undefined, tags: undefined },
+    );
+    const archive = Buffer.from(String(agent.inputs.contentBase64), 'base64');
+    assert.deepEqual(archive, artifacts.archive.data, 'the object is the archive whose digest user-data carries');
+    assert.deepEqual(agent.secretInputs, [], 'the agent is not a secret');
+    const bucketArn = 'arn:aws:s3:::flotilla-demo-mock01';
+    for (const n of nodes) {
+      const policy = rec.byName(`demo-${n}-read`);
+      assert.equal(policy.inputs.role, `demo-${n}-id`);
+      assert.deepEqual(JSON.parse(String(policy.inputs.policy)), { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: ['s3:GetObject'], Resource: [`${bucketArn}/demo/flotilla-agent.tar.gz`] }] });
+      assert.equal(rec.byName(`demo-${n}`, 'aws:iam/instanceProfile:InstanceProfile').inputs.role, `demo-${n}-0001`);
+      const inst = instance(rec, n);
+      assert.ok(inst.dependencies.includes(policy.urn) && inst.dependencies.includes(agent.urn), 'the instance boots after its policy and the object exist');
+    }
+    assert.deepEqual(rec.ofType('aws:s3/bucketObjectv2:BucketObjectv2').map((r) => r.name), ['demo-agent'], 'no config objects for cloud-config');
+  });
+
+  it("installs etcd and Node.js from Debian's packages and fetches the agent with the instance role", async () => {
+    const artifacts = await buildAgentArtifacts(PROJECT_ROOT);
+    for (const n of nodes) {
+      const doc = pyYamlLoad(userData(instance(rec, n)).toString('utf8')) as { packages: string[]; package_update: boolean; write_files: Array<{ path: string; content: string }> };
+      assert.deepEqual([doc.package_update, doc.packages], [true, ['etcd-server', 'nodejs']]);
+      const file = (p: string) => doc.write_files.find((f) => f.path === p)?.content;
+      assert.equal(file('/etc/systemd/system/etcd.service'), '', "Debian's own etcd unit is masked");
+      assert.equal(file('/usr/local/lib/flotilla-install/fetch-agent.js'), artifacts.fetcher);
+      assert.deepEqual(JSON.parse(file('/etc/flotilla/agent-source.json')!), {
+        endpoint: 'https://flotilla-demo-mock01.s3.eu-west-1.amazonaws.com',
+        key: 'demo/flotilla-agent.tar.gz',
+        region: 'eu-west-1',
+        sha512: artifacts.archive.sha512,
+        dest: '/usr/local',
+      });
+      assert.match(file('/etc/systemd/system/flotilla-fleetd.service.d/10-agent-install.conf')!, /^Requires=flotilla-agent-install\.service$/m);
+      assert.ok(!doc.write_files.some((f) => /PRIVATE KEY|pki\/.*\.key/.test(f.path)), 'no TLS key in user-data');
+      assert.doesNotMatch(JSON.stringify(doc.write_files), /BEGIN (EC )?PRIVATE KEY/, 'etcd keys are delivered over SSH, never in user-data');
+    }
+  });
+
+  it('delivers the etcd TLS files over SSH after boot, pinned to each host key, not through user-data', async () => {
+    const keys = await promiseOf(out.hostPublicKeys);
+    const secrets = rec.ofType('pulumi-nodejs:dynamic/flotilla:NodeSecrets');
+    assert.deepEqual(secrets.map((s) => s.name).sort(), nodes.map((n) => `demo-${n}-secrets`));
+    nodes.forEach((n, i) => {
+      const s = rec.byName(`demo-${n}-secrets`);
+      assert.deepEqual([s.inputs.host, s.inputs.port, s.inputs.user, s.inputs.hostPublicKey], [`198.51.100.${11 + i}`, 22, 'core', keys[n]]);
+      assert.ok(s.dependencies.includes(instance(rec, n).urn));
+      assert.deepEqual(s.secretInputs, ['files', 'privateKey']);
+      const paths = (s.inputs.files as Array<{ path: string; mode: number }>).map((f) => [f.path, f.mode]);
+      assert.deepEqual(paths.filter(([p]) => String(p).endsWith('.key')).map(([, m]) => m), i < 3 ? [0o600, 0o600, 0o600] : [0o600]);
+    });
+  });
+
   it('protects etcd members from user-data and AMI replacement; replaces workers on new user-data', () => {
     for (const n of ['node1', 'node2', 'node3']) {
-      const r = rec.byName(`demo-${n}`);
-      assert.deepEqual(r.ignoreChanges.sort(), ['ami', 'userData', 'userDataBase64']);
+      const r = instance(rec, n);
+      assert.deepEqual([...r.ignoreChanges].sort(), ['ami', 'userData', 'userDataBase64']);
       assert.equal(r.inputs.userDataReplaceOnChange, false);
       assert.equal(r.deleteBeforeReplace, true);
     }
-    const w = rec.byName('demo-node4');
+    const w = instance(rec, 'node4');
     assert.deepEqual(w.ignoreChanges, []);
     assert.equal(w.inputs.userDataReplaceOnChange, true);
     assert.equal(w.deleteBeforeReplace, true);
@@ -223,7 +302,7 @@ describe('aws stack, cloud-config, 4 nodes (mock runtime)', () => {
   it('puts each node its own cloud-config: pinned host key, admin key, etcd for members only', async () => {
     const keys = await promiseOf(out.hostPublicKeys);
     nodes.forEach((n, i) => {
-      const ud = userData(rec.byName(`demo-${n}`));
+      const ud = userData(instance(rec, n));
       assert.ok(ud.length <= EC2_USER_DATA_LIMIT);
       const text = ud.toString('utf8');
       assert.ok(text.startsWith('#cloud-config\n'));
@@ -243,7 +322,7 @@ describe('aws stack, cloud-config, 4 nodes (mock runtime)', () => {
   });
 
   it('marks every private key secret, and nothing the verifier needs', async () => {
-    for (const n of nodes) assert.deepEqual(rec.byName(`demo-${n}`).secretInputs, ['userDataBase64']);
+    for (const n of nodes) assert.deepEqual(instance(rec, n).secretInputs, ['userDataBase64']);
     assert.deepEqual(rec.byName('demo-host-keys').additionalSecretOutputs, ['privateKeys']);
     assert.deepEqual(rec.byName('demo-pki').additionalSecretOutputs, ['caKey', 'clientKey', 'memberKeys']);
     assert.deepEqual(rec.byName('demo-key').secretInputs, ['publicKey'], 'a key set with --secret stays secret');
@@ -259,6 +338,7 @@ describe('aws stack, cloud-config, 4 nodes (mock runtime)', () => {
     const dir = path.join(PROJECT_ROOT, '.flotilla/pulumi/demo');
     assert.deepEqual(inventory, {
       name: 'demo',
+      ssh: { user: 'core', privateKeyFile: keyFile },
       nodes: nodes.map((n, i) => ({
         name: n,
         address: `10.99.0.${11 + i}`,
@@ -282,7 +362,7 @@ describe('aws stack, cloud-config, 4 nodes (mock runtime)', () => {
     assert.equal(local.inputs.dir, dir);
     assert.deepEqual(local.inputs.inventory, inventory);
     assert.deepEqual((local.inputs.files as Array<{ name: string; mode: number }>).map((f) => [f.name, f.mode]), [['etcd-ca.crt', 0o644], ['etcd-client.crt', 0o644], ['etcd-client.key', 0o600]]);
-    const resolved = resolveInventory({ ...(inventory as object), ssh: { privateKeyFile: '/home/me/.ssh/id_ed25519' } }, { baseDir: '/', readFile: () => KEY.private });
+    const resolved = resolveInventory(inventory, { baseDir: '/', readFile: (f) => fs.readFileSync(f, 'utf8') });
     assert.deepEqual(resolved.nodes.map((n) => [n.name, n.ssh.host, n.hostKey, n.etcdMember]), nodes.map((n, i) => [n, `198.51.100.${11 + i}`, keys[n], i < 3]));
     assert.equal(resolved.etcd.access, 'tunnel');
   });
@@ -298,7 +378,7 @@ describe('aws stack, oversized cloud-config (mock runtime)', () => {
   });
 
   it('gzips user-data over 16 KiB; cloud-init reads the gunzipped document', () => {
-    const ud = userData(rec.byName('demo-n1'));
+    const ud = userData(instance(rec, 'n1'));
     assert.ok(ud.length <= EC2_USER_DATA_LIMIT, `${ud.length} bytes`);
     assert.deepEqual([...ud.subarray(0, 2)], [0x1f, 0x8b], 'gzip magic');
     const text = gunzipSync(ud).toString('utf8');
@@ -332,42 +412,47 @@ describe('aws stack, Ignition with one oversized config (mock runtime)', () => {
     ]);
   });
 
-  it('makes a private bucket with one object per node, and a role that reads exactly that object', () => {
-    const b = rec.byName('demo-ignition', 'aws:s3/bucket:Bucket');
+  it('makes a private bucket with the agent and one config object per node, and a role per node that reads exactly those two', () => {
+    const b = rec.byName('demo-boot', 'aws:s3/bucket:Bucket');
     assert.equal(b.inputs.bucketPrefix, 'flotilla-demo-');
     const pab = rec.ofType('aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock');
     assert.equal(pab.length, 1);
-    assert.deepEqual(pab[0]!.inputs, { bucket: 'demo-ignition-id', blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true });
+    assert.deepEqual(pab[0]!.inputs, { bucket: 'demo-boot-id', blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true });
     for (const n of ['n1', 'n2', 'n3']) {
       const obj = rec.byName(`demo-${n}-ignition`, 'aws:s3/bucketObjectv2:BucketObjectv2');
       assert.equal(obj.inputs.key, `demo/${n}.ign`);
       assert.equal(obj.inputs.serverSideEncryption, 'AES256');
       assert.deepEqual(obj.secretInputs, ['content']);
-      const policy = rec.ofType('aws:iam/rolePolicy:RolePolicy').find((p) => p.name === `demo-${n}-ignition`)!;
+      const policy = rec.byName(`demo-${n}-read`);
       assert.equal(policy.inputs.role, `demo-${n}-id`);
       assert.deepEqual(JSON.parse(String(policy.inputs.policy)), {
         Version: '2012-10-17',
-        Statement: [{ Effect: 'Allow', Action: ['s3:GetObject'], Resource: [`arn:aws:s3:::${bucket}/demo/${n}.ign`] }],
+        Statement: [{ Effect: 'Allow', Action: ['s3:GetObject'], Resource: [`arn:aws:s3:::${bucket}/demo/flotilla-agent.tar.gz`, `arn:aws:s3:::${bucket}/demo/${n}.ign`] }],
       });
       const role = rec.ofType('aws:iam/role:Role').find((r) => r.name === `demo-${n}`)!;
       assert.deepEqual(JSON.parse(String(role.inputs.assumeRolePolicy)).Statement[0].Principal, { Service: 'ec2.amazonaws.com' });
       const profile = rec.ofType('aws:iam/instanceProfile:InstanceProfile').find((r) => r.name === `demo-${n}`)!;
       assert.equal(profile.inputs.role, `demo-${n}-0001`);
-      const inst = rec.ofType('aws:ec2/instance:Instance').find((r) => r.name === `demo-${n}`)!;
+      const inst = instance(rec, n);
       assert.equal(inst.inputs.iamInstanceProfile, `demo-${n}-0001`);
       assert.ok(inst.dependencies.includes(policy.urn), 'the instance waits for its policy');
     }
   });
 
-  it('boots the oversized node from a stub that fetches its object by sha512; the others carry their config', () => {
+  it('boots the oversized node from a stub that fetches its object by sha512; the others carry their config', async () => {
+    const artifacts = await buildAgentArtifacts(PROJECT_ROOT);
     for (const n of ['n1', 'n2', 'n3']) {
       const full = String(rec.byName(`demo-${n}-ignition`, 'aws:s3/bucketObjectv2:BucketObjectv2').inputs.content);
       const config = JSON.parse(full) as { ignition: { version: string }; storage?: { files?: Array<{ path: string }> } };
       assert.equal(config.ignition.version, '3.3.0');
-      const ud = userData(rec.ofType('aws:ec2/instance:Instance').find((r) => r.name === `demo-${n}`)!);
+      const ud = userData(instance(rec, n));
       assert.ok(ud.length <= EC2_USER_DATA_LIMIT);
       const doc = JSON.parse(ud.toString('utf8')) as { ignition: { version: string; config?: { replace: { source: string; verification: { hash: string } } } } };
       assert.deepEqual(ignitionValidate(full), { ok: true, tool: 'ignition-validate', messages: [] }, `${n} full config`);
+      const agentFile = (config as unknown as { storage: { files: Array<{ path: string; contents: { source: string; verification?: { hash: string } } }> } }).storage.files.find((f) => f.path === '/opt/flotilla/agent.tar.gz');
+      assert.deepEqual(agentFile?.contents, { source: `s3://${bucket}/demo/flotilla-agent.tar.gz`, verification: { hash: `sha512-${artifacts.archive.sha512}` } }, 'Ignition fetches the agent with the instance role');
+      const units = (config as unknown as { systemd: { units: Array<{ name: string; dropins?: Array<{ contents: string }> }> } }).systemd.units;
+      assert.match(units.find((u) => u.name === 'flotilla-etcd.service')!.dropins![0]!.contents, /^ExecStart=\/usr\/bin\/docker run .* quay\.io\/coreos\/etcd:v3\.5\.15 \/usr\/local\/bin\/etcd$/m);
       assert.equal(ignitionValidate(ud.toString('utf8')).ok, true, `${n} user-data`);
       if (n === 'n1') {
         assert.ok(Buffer.byteLength(full) > EC2_USER_DATA_LIMIT);
@@ -382,6 +467,71 @@ describe('aws stack, Ignition with one oversized config (mock runtime)', () => {
   });
 });
 
+describe('aws stack on Fedora CoreOS (mock runtime)', () => {
+  let rec: MockRecorder;
+  before(async () => {
+    ({ rec } = await run({ 'flotilla:nodeCount': '3', 'flotilla:format': 'ignition', 'flotilla:image': 'fedora-coreos' }));
+  });
+
+  it('looks up the Fedora CoreOS stable AMI and runs etcd and the agent in podman, with a sudo group', () => {
+    assert.deepEqual(rec.calls.map((c) => [c.args.owners, c.args.filters]), [[['125523088429'], [
+      { name: 'name', values: ['fedora-coreos-*-x86_64'] },
+      { name: 'description', values: ['Fedora CoreOS stable *'] },
+      { name: 'architecture', values: ['x86_64'] },
+      { name: 'virtualization-type', values: ['hvm'] },
+      { name: 'root-device-type', values: ['ebs'] },
+    ]]]);
+    for (const n of ['node1', 'node2', 'node3']) {
+      const text = userData(instance(rec, n)).toString('utf8');
+      assert.deepEqual(ignitionValidate(text), { ok: true, tool: 'ignition-validate', messages: [] }, n);
+      const doc = JSON.parse(text) as { passwd: { groups?: Array<{ name: string }> }; systemd: { units: Array<{ name: string; dropins?: Array<{ contents: string }> }> } };
+      assert.deepEqual(doc.passwd.groups, [{ name: 'sudo' }]);
+      for (const u of ['flotilla-etcd.service', 'flotilla-fleetd.service']) {
+        assert.match(doc.systemd.units.find((x) => x.name === u)!.dropins![0]!.contents, /^ExecStart=\/usr\/bin\/podman run /m, `${n} ${u}`);
+      }
+    }
+  });
+});
+
+describe('aws stack replacing one etcd member (mock runtime)', () => {
+  let rec: MockRecorder;
+  before(async () => {
+    ({ rec } = await run({ 'flotilla:nodeCount': '3', 'flotilla:replaceMembers': 'node2' }));
+  });
+
+  it('lifts the protection of that member only, which then joins the running cluster', () => {
+    for (const n of ['node1', 'node2', 'node3']) {
+      const r = instance(rec, n);
+      const doc = pyYamlLoad(userData(r).toString('utf8')) as { write_files: Array<{ path: string; content: string }> };
+      const rejoin = doc.write_files.find((f) => f.path === '/etc/flotilla/etcd-rejoin.env');
+      if (n === 'node2') {
+        assert.deepEqual(r.ignoreChanges, []);
+        assert.equal(r.inputs.userDataReplaceOnChange, true);
+        assert.equal(rejoin?.content, 'ETCD_INITIAL_CLUSTER_STATE=existing\n');
+        assert.ok(doc.write_files.some((f) => f.path === '/etc/systemd/system/flotilla-etcd.service.d/20-rejoin.conf'));
+      } else {
+        assert.deepEqual([...r.ignoreChanges].sort(), ['ami', 'userData', 'userDataBase64']);
+        assert.equal(r.inputs.userDataReplaceOnChange, false);
+        assert.equal(rejoin, undefined);
+      }
+      assert.equal(r.deleteBeforeReplace, true);
+    }
+  });
+
+  it('refuses to replace members at once beyond what quorum tolerates, or a node that is not a member', async () => {
+    const cases: Array<[string, RegExp]> = [
+      ['node1,node3', /replaceMembers: replacing 2 of 3 etcd members at once would lose quorum \(at most 1\); replace them one at a time/],
+      ['node4', /replaceMembers: "node4" is not an etcd member of cluster demo \(members: node1, node2, node3\)/],
+    ];
+    for (const [value, message] of cases) {
+      const r = await startMocks({ stack: 'demo', config: { 'flotilla:platform': 'aws', 'flotilla:sshKey': KEY.public, 'flotilla:adminCidr': '203.0.113.7/32', 'flotilla:nodeCount': '4', 'flotilla:replaceMembers': value }, call, outputs });
+      await assert.rejects(program(), message);
+      // Children declared before the refusal finish registering against this mock monitor.
+      await r.settle();
+    }
+  });
+});
+
 describe('aws stack in an existing VPC and subnet (mock runtime)', () => {
   let rec: MockRecorder;
   before(async () => {
@@ -392,8 +542,16 @@ describe('aws stack in an existing VPC and subnet (mock runtime)', () => {
     for (const t of ['aws:ec2/vpc:Vpc', 'aws:ec2/subnet:Subnet', 'aws:ec2/internetGateway:InternetGateway', 'aws:ec2/routeTable:RouteTable']) assert.deepEqual(rec.ofType(t), []);
     assert.deepEqual(rec.calls.map((c) => [c.token, c.args.id]), [['aws:ec2/getSubnet:getSubnet', 'subnet-0abc']]);
     assert.equal(rec.byName('demo-nodes').inputs.vpcId, 'vpc-existing');
-    const inst = rec.byName('demo-node1').inputs;
+    const inst = instance(rec, 'node1').inputs;
     assert.deepEqual([inst.subnetId, inst.ami], ['subnet-0abc', 'ami-0fedcba9876543210']);
+  });
+
+  it('takes an AMI id for a Flotilla node image: no bucket, no role, nothing installed at boot', () => {
+    for (const t of ['aws:s3/bucket:Bucket', 'aws:s3/bucketObjectv2:BucketObjectv2', 'aws:iam/role:Role', 'aws:iam/rolePolicy:RolePolicy', 'aws:iam/instanceProfile:InstanceProfile']) assert.deepEqual(rec.ofType(t), [], t);
+    assert.equal(instance(rec, 'node1').inputs.iamInstanceProfile, undefined);
+    const doc = pyYamlLoad(userData(instance(rec, 'node1')).toString('utf8')) as Record<string, unknown> & { write_files: Array<{ path: string }> };
+    assert.equal(doc.packages, undefined);
+    assert.ok(!doc.write_files.some((f) => f.path.includes('flotilla-install') || f.path.endsWith('agent-source.json')));
   });
 
   it('refuses node addresses the subnet cannot give', () => {

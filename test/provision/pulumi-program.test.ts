@@ -36,7 +36,7 @@ async function outputs(type: string, _name: string, inputs: Record<string, unkno
   if (type === 'pulumi-nodejs:dynamic/flotilla:HostKeys') return (await hostKeysProvider.create!(inputs as never)).outs as Record<string, unknown>;
   if (type === 'aws:ec2/instance:Instance') return { publicIp: '198.51.100.1', privateIp: inputs.privateIp };
   if (type === 'pulumi-nodejs:dynamic/flotilla:ClusterPki') return { caCert: 'CA', clientCert: 'C', memberCerts: {}, caKey: 'K', clientKey: 'K', memberKeys: {} };
-  if (type === 'aws:s3/bucket:Bucket') return { bucket: 'b', arn: 'arn:aws:s3:::b' };
+  if (type === 'aws:s3/bucket:Bucket') return { bucket: 'b', arn: 'arn:aws:s3:::b', region: 'eu-west-1', bucketRegionalDomainName: 'b.s3.eu-west-1.amazonaws.com' };
   return {};
 }
 
@@ -83,6 +83,11 @@ describe('stack configuration errors', () => {
     }
     const { 'flotilla:adminCidr': _omit, ...rest } = BASE_AWS;
     assertConfigError(await runWith(rest), [/flotilla:adminCidr: is required on aws/]);
+    assertConfigError(await runWith({ ...BASE_AWS, 'flotilla:adminCidr': '0.0.0.0/0' }), [/flotilla:adminCidr: "0\.0\.0\.0\/0" would open SSH to the whole Internet; give your own address/]);
+  });
+
+  it('names a malformed replaceMembers list', async () => {
+    assertConfigError(await runWith({ ...BASE_AWS, 'flotilla:replaceMembers': 'node1, Node_2' }), [/flotilla:replaceMembers: must be etcd member names separated by commas \(e\.g\. node2\), got "node1, Node_2"/]);
   });
 
   it('names a node count of 0 (or not a number)', async () => {

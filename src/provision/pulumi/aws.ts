@@ -84,8 +84,12 @@ export interface AwsClusterArgs {
   replaceMembers?: string[];
   /** Container images for Flatcar / Fedora CoreOS (default CONTAINER_IMAGES, pinned tags). Plain. */
   containerImages?: Partial<SetupImages>;
-  /** The agent archive and fetcher (default: built from this checkout when a stock AMI family is used). */
-  agentArtifacts?: pulumi.Input<AgentArtifacts>;
+  /**
+   * The agent archive and fetcher (default: built from this checkout when a stock AMI family is
+   * used). Not an Input: Outputs lift objects deeply and would turn the archive's Buffer into a
+   * plain object.
+   */
+  agentArtifacts?: AgentArtifacts | Promise<AgentArtifacts>;
 }
 
 export interface AwsNodesResult {
@@ -238,16 +242,19 @@ export function createAwsNodes(
     const b = bucket;
     let snippets: pulumi.Output<SetupSnippet[]>;
     if (setup !== 'preinstalled') {
-      const artifacts = pulumi.output(args.agentArtifacts ?? defaultArtifacts());
+      // Strings only inside the Output (see agentArtifacts).
+      const artifacts = pulumi.output(
+        Promise.resolve(args.agentArtifacts ?? defaultArtifacts()).then((a) => ({ base64: a.archive.data.toString('base64'), sha512: a.archive.sha512, fetcher: a.fetcher })),
+      );
       agentObject = new aws.s3.BucketObjectv2(
         `${name}-agent`,
-        { bucket: b.id, key: agentObjectKey(spec.name), contentBase64: artifacts.apply((a) => a.archive.data.toString('base64')), contentType: 'application/gzip', serverSideEncryption: 'AES256', tags: tags({}) },
+        { bucket: b.id, key: agentObjectKey(spec.name), contentBase64: artifacts.apply((a) => a.base64), contentType: 'application/gzip', serverSideEncryption: 'AES256', tags: tags({}) },
         o,
       );
       snippets = pulumi.all([b.bucket, b.region, b.bucketRegionalDomainName, agentObject.key, artifacts]).apply(([bucketName, region, domain, key, a]) =>
         setupSnippets(spec, {
           setup,
-          agent: { bucket: bucketName, key, region, regionalDomainName: domain, sha512: a.archive.sha512 },
+          agent: { bucket: bucketName, key, region, regionalDomainName: domain, sha512: a.sha512 },
           fetcher: a.fetcher,
           ...(args.containerImages ? { images: args.containerImages } : {}),
           rejoin: replacing,
