@@ -97,8 +97,9 @@ async function runBatches(registry: Registry, start: Rollout, log: (line: string
     if (!job) throw new FlotillaError('not-found', `unit ${name} was destroyed during its update`);
     const copies = (await registry.listSchedule()).filter((a) => a.unit === name);
     const confirmed = new Set(r.steps.filter((s) => s.ok && s.hash === target).map((s) => s.machineId));
-    // In flight (switched, or placed new with the target content) but not seen ready yet; then not switched yet.
-    const waiting = copies.filter((a) => !confirmed.has(a.machineId) && (r.hashOn[a.machineId] === target || a.hash === target));
+    // Switched but not seen ready yet (an interrupted batch); then those not switched yet. A copy
+    // the engine placed with the target content (new, or never touched) needs no restart.
+    const waiting = copies.filter((a) => !confirmed.has(a.machineId) && r.hashOn[a.machineId] === target);
     const pending = copies.filter((a) => r.hashOn[a.machineId] !== target && a.hash !== target);
     if (job.desiredState !== 'launched' || (waiting.length === 0 && pending.length === 0)) {
       // Nothing runs (or every copy is confirmed): the engine gives every copy the job's content.
