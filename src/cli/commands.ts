@@ -9,7 +9,8 @@ import { unitsRemoteCommands } from './commands/units-remote';
 import { clusterCommands } from './commands/cluster';
 import { smokeCommand } from './commands/smoke';
 import { imageCommands } from './commands/image';
+import { chaosCommand } from './commands/chaos';
 import { discoveryCommands } from './commands/discovery';
 
 /** Every CLI command; `flotilla --help` lists them in this order. */
-export const commands: CommandSpec[] = [...clusterCommands, ...imageCommands, renderCommand, validateCommand, convertCommand, fleetdCommand, ...unitsCommands, verifyCommand, smokeCommand, ...unitsRemoteCommands, ...discoveryCommands];
+export const commands: CommandSpec[] = [...clusterCommands, ...imageCommands, renderCommand, validateCommand, convertCommand, fleetdCommand, ...unitsCommands, verifyCommand, smokeCommand, chaosCommand, ...unitsRemoteCommands, ...discoveryCommands];
