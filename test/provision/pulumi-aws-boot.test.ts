@@ -284,7 +284,7 @@ describe('setup snippets rendered into node documents', () => {
     for (const [node, text] of docs) {
       assert.deepEqual(cloudInitSchema(text), { ok: true, tool: 'cloud-init schema', messages: [] }, node);
       const doc = pyYamlLoad(text) as CloudConfig;
-      assert.deepEqual([doc.package_update, doc.packages], [true, ['etcd-server', 'nodejs']]);
+      assert.deepEqual([doc.package_update, doc.packages], [true, ['etcd-server', 'etcd-client', 'nodejs']]);
       const file = (p: string) => doc.write_files.find((f) => f.path === p);
       assert.equal(file('/etc/systemd/system/etcd.service')?.content, '', 'an empty unit file masks Debian etcd');
       assert.equal(file(SETUP_PATHS.fetcher)?.content, artifacts.fetcher);
@@ -365,6 +365,47 @@ describe('setup snippets rendered into node documents', () => {
       } else assert.deepEqual([env, dropin], [undefined, undefined], node);
     }
   });
+});
+
+const HAVE_SYSTEMD_ANALYZE = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' }).status === 0;
+
+/** Writes units and drop-ins under `dir` and runs `systemd-analyze verify` on `units` there; its messages. */
+function systemdVerify(dir: string, files: Array<{ rel: string; contents: string }>, units: string[]): string[] {
+  for (const f of files) {
+    fs.mkdirSync(path.dirname(path.join(dir, f.rel)), { recursive: true });
+    fs.writeFileSync(path.join(dir, f.rel), f.contents);
+  }
+  // The trailing colon keeps systemd's own unit directories after ours (for network-online.target and the like).
+  const r = spawnSync('systemd-analyze', ['verify', ...units], { cwd: dir, encoding: 'utf8', env: { ...process.env, SYSTEMD_UNIT_PATH: `${dir}:` } });
+  return `${r.stdout}${r.stderr}`.split('\n').filter((l) => l.trim() !== '');
+}
+
+/** What systemd-analyze may say here, where neither the binaries nor docker.service exist: nothing about the unit texts themselves. */
+const ABSENT_ON_THIS_HOST = /(Command \/usr\/(local\/)?bin\/\S+ is not executable|Unit docker\.service not found)/;
+
+describe('the units and drop-ins, read by systemd', { skip: HAVE_SYSTEMD_ANALYZE ? false : 'systemd-analyze not installed' }, () => {
+  it('Debian: no unknown keys or bad settings; an empty etcd.service is masked', () => {
+    const doc = pyYamlLoad(renderWith('cloud-config', 'debian-packages', ['node2']).get('node2')!) as CloudConfig;
+    const files = doc.write_files.filter((f) => f.path.startsWith('/etc/systemd/system/')).map((f) => ({ rel: f.path.slice('/etc/systemd/system/'.length), contents: f.content }));
+    const dir = path.join(tmp, 'units-debian');
+    const out = systemdVerify(dir, files, ['flotilla-fleetd.service', 'flotilla-etcd.service', 'flotilla-agent-install.service', 'flotilla-etcd.path', 'flotilla-fleetd.path']);
+    assert.deepEqual(out.filter((l) => !ABSENT_ON_THIS_HOST.test(l)), [], out.join('\n'));
+    assert.deepEqual(systemdVerify(dir, [], ['etcd.service']), ['Unit etcd.service is masked.']);
+    // The checker does flag mistakes: an unknown key is reported.
+    assert.match(systemdVerify(dir, [{ rel: 'typo.service', contents: '[Service]\nExecStrat=/bin/true\n' }], ['typo.service']).join('\n'), /Unknown key 'ExecStrat'/);
+  });
+
+  for (const runtime of ['docker', 'podman'] as const) {
+    it(`${runtime}: the container drop-ins over the base units read cleanly`, () => {
+      const doc = JSON.parse(renderWith('ignition', runtime, ['node2']).get('node2')!) as Ign;
+      const files = doc.systemd.units.flatMap((u) => [
+        ...(u.contents ? [{ rel: u.name, contents: u.contents }] : []),
+        ...(u.dropins ?? []).map((d) => ({ rel: `${u.name}.d/${d.name}`, contents: d.contents })),
+      ]);
+      const out = systemdVerify(path.join(tmp, `units-${runtime}`), files, ['flotilla-fleetd.service', 'flotilla-etcd.service', 'flotilla-agent-install.service']);
+      assert.deepEqual(out.filter((l) => !ABSENT_ON_THIS_HOST.test(l)), [], out.join('\n'));
+    });
+  }
 });
 
 describe('replaceMembers', () => {

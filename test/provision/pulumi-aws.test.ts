@@ -255,7 +255,7 @@ describe('aws stack, cloud-config, 4 nodes (mock runtime)', () => {
     const artifacts = await buildAgentArtifacts(PROJECT_ROOT);
     for (const n of nodes) {
       const doc = pyYamlLoad(userData(instance(rec, n)).toString('utf8')) as { packages: string[]; package_update: boolean; write_files: Array<{ path: string; content: string }> };
-      assert.deepEqual([doc.package_update, doc.packages], [true, ['etcd-server', 'nodejs']]);
+      assert.deepEqual([doc.package_update, doc.packages], [true, ['etcd-server', 'etcd-client', 'nodejs']]);
       const file = (p: string) => doc.write_files.find((f) => f.path === p)?.content;
       assert.equal(file('/etc/systemd/system/etcd.service'), '', "Debian's own etcd unit is masked");
       assert.equal(file('/usr/local/lib/flotilla-install/fetch-agent.js'), artifacts.fetcher);

@@ -110,7 +110,8 @@ export function debianSetup(agent: AgentObjectRef, fetcher: string): Record<stri
   const file = (p: string, content: string, mode: number) => ({ path: p, permissions: `0${mode.toString(8)}`, owner: 'root:root', content });
   return {
     package_update: true,
-    packages: ['etcd-server', 'nodejs'],
+    // etcd-client: etcdctl for the member replacement procedure (docs/pulumi.md).
+    packages: ['etcd-server', 'etcd-client', 'nodejs'],
     write_files: [
       file(DEBIAN_ETCD_MASK, '', 0o644),
       file(SETUP_PATHS.fetcher, fetcher, 0o755),
