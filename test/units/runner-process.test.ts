@@ -417,3 +417,11 @@ test('remove forgets the unit; close stops every unit it started', async (t) => 
   assertGroupGone(pb);
   await assert.rejects(runner.start('c.service', LOOP(path.join(dir, 'c'))), /runner is closed/);
 });
+
+test('CPUQuota= and MemoryMax= are accepted as placement requests; the unit log says they are not enforced', async (t) => {
+  const { dir, runner } = setup(t);
+  const mark = path.join(dir, 'mark');
+  await runner.start('limited.service', LOOP(mark).replace('[Service]\n', '[Service]\nCPUQuota=50%\nMemoryMax=64M\n'));
+  assert.equal((await runner.state('limited.service')).active, 'active');
+  assert.match(readOr(path.join(dir, 'logs', 'limited.service.log')), /^flotilla: CPUQuota=50% MemoryMax=64M: used for placement; not enforced \(the process runner has no cgroups\)$/m);
+});
