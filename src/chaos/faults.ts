@@ -15,6 +15,8 @@ export interface ChaosNode {
   etcdMember: boolean;
   /** Cluster-network address. */
   address: string;
+  /** The metadata its agent announces (the workload's MachineMetadata unit is chosen from it). */
+  metadata: Record<string, string>;
 }
 
 export interface NodeExecResult {

@@ -75,7 +75,7 @@ export class LocalChaosCluster implements ChaosControl, ChaosObserver {
       const nodes: ChaosNode[] = [];
       for (const n of record.nodes) {
         const machineId = n.machineId ?? (await tmp.mustExec(n.name, 'cat /etc/machine-id')).trim();
-        nodes.push({ name: n.name, machineId, etcdMember: n.etcdMember, address: n.address });
+        nodes.push({ name: n.name, machineId, etcdMember: n.etcdMember, address: n.address, metadata: n.metadata });
       }
       const cfg = JSON.parse(await tmp.mustExec(record.nodes[0]!.name, `cat ${PATHS.fleetdConfig}`)) as { ttlSeconds?: unknown };
       const ttl = Number(cfg.ttlSeconds);

@@ -255,8 +255,7 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
   };
 
   await o.observer.avoid([]);
-  const first = await registry().snapshot();
-  const units = (o.workload ?? chaosWorkload)(first.machines.filter((m) => all.has(m.id)), `${o.seed}@${report.startedAt}`);
+  const units = (o.workload ?? chaosWorkload)(o.control.nodes, `${o.seed}@${report.startedAt}`);
   const existing = await existingDefinitions(registry());
   report.existingUnits = existing.defs.map((d) => d.name);
   report.steady.notes.push(...existing.skipped.map((s) => `not checked: ${s}`));
@@ -307,9 +306,12 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
     }
     log(`steady after ${report.steady.seconds} s`);
 
+    /** The last fault after which the cluster did not get whole again: later results inherit its damage. */
+    let damagedBy: number | undefined;
     for (const p of o.plan) {
       const row: FaultRow = { index: p.index, kind: p.kind, invariants: emptyRecord(() => ({ ok: true, brokenFor: 0, failures: [] })), notes: [], ok: true };
       report.faults.push(row);
+      if (damagedBy !== undefined) row.notes.push(`started while the cluster had not recovered from fault #${damagedBy}`);
       let before: Observation;
       try {
         before = await o.observer.observe({ units: unitNames });
@@ -376,6 +378,7 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
       }
       for (const r of [d, a]) if (r.observeErrors) row.notes.push(`${r.observeErrors} observation${r.observeErrors === 1 ? '' : 's'} failed (last: ${r.lastObserveError})`);
       row.ok = row.ok && INVARIANTS.every((i) => row.invariants[i].ok) && d.recoveredMs !== undefined && a.recoveredMs !== undefined;
+      damagedBy = a.recoveredMs === undefined ? p.index : undefined;
       log(`  ${row.ok ? 'ok' : 'FAILED'}: recovered in ${row.recoveredIn ?? '-'} s, whole again ${row.rejoinedIn ?? '-'} s after the restore began`);
     }
     report.ok = report.steady.ok && report.faults.every((f) => f.ok);

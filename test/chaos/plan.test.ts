@@ -53,10 +53,10 @@ describe('chaos fault plan', () => {
 
 describe('chaos fault targets', () => {
   const nodes: ChaosNode[] = [
-    { name: 'n1', machineId: 'm1', etcdMember: true, address: '10.0.0.1' },
-    { name: 'n2', machineId: 'm2', etcdMember: true, address: '10.0.0.2' },
-    { name: 'n3', machineId: 'm3', etcdMember: true, address: '10.0.0.3' },
-    { name: 'n4', machineId: 'm4', etcdMember: false, address: '10.0.0.4' },
+    { name: 'n1', machineId: 'm1', etcdMember: true, address: '10.0.0.1', metadata: {} },
+    { name: 'n2', machineId: 'm2', etcdMember: true, address: '10.0.0.2', metadata: {} },
+    { name: 'n3', machineId: 'm3', etcdMember: true, address: '10.0.0.3', metadata: {} },
+    { name: 'n4', machineId: 'm4', etcdMember: false, address: '10.0.0.4', metadata: {} },
   ];
   const control = (ns: ChaosNode[]): ChaosControl => ({
     nodes: ns,
