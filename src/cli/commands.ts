@@ -11,6 +11,7 @@ import { smokeCommand } from './commands/smoke';
 import { imageCommands } from './commands/image';
 import { chaosCommand } from './commands/chaos';
 import { discoveryCommands } from './commands/discovery';
+import { replaceCommand } from './commands/replace';
 
 /** Every CLI command; `flotilla --help` lists them in this order. */
-export const commands: CommandSpec[] = [...clusterCommands, ...imageCommands, renderCommand, validateCommand, convertCommand, fleetdCommand, ...unitsCommands, verifyCommand, smokeCommand, chaosCommand, ...unitsRemoteCommands, ...discoveryCommands];
+export const commands: CommandSpec[] = [...clusterCommands, replaceCommand, ...imageCommands, renderCommand, validateCommand, convertCommand, fleetdCommand, ...unitsCommands, verifyCommand, smokeCommand, chaosCommand, ...unitsRemoteCommands, ...discoveryCommands];

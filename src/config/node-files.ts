@@ -3,6 +3,7 @@
  * paths, unit texts and environment. Renderers only change the encoding (cloud-config
  * write_files + runcmd, or Ignition storage + systemd).
  */
+import { FlotillaError } from '../errors';
 import type { ResolvedNode, ResolvedSpec } from './spec';
 
 export const PATHS = {
@@ -70,10 +71,36 @@ export function etcdEndpoints(spec: ResolvedSpec): string[] {
   return etcdMembers(spec).map((n) => `${scheme(spec)}://${n.address}:${spec.etcd.clientPort}`);
 }
 
+/** This member's peer URL, as the other members and `etcdctl member add` know it. */
+export function etcdPeerUrl(spec: ResolvedSpec, node: Pick<ResolvedNode, 'address'>): string {
+  return `${scheme(spec)}://${node.address}:${spec.etcd.peerPort}`;
+}
+
+/**
+ * ETCD_INITIAL_CLUSTER for a member joining a running cluster. etcd refuses to start unless this
+ * lists exactly the cluster's members with their peer URLs, the joining one included, so a list
+ * without it, or with it under another URL, is refused here rather than on the node.
+ */
+function joinInitialCluster(spec: ResolvedSpec, node: ResolvedNode): string {
+  const join = node.etcdJoin!;
+  const field = `nodes[${spec.nodes.indexOf(node)}].etcdJoin.members`;
+  const self = join.members.filter((m) => m.name === node.name);
+  if (self.length !== 1 || self[0]!.peerUrl !== etcdPeerUrl(spec, node)) {
+    throw new FlotillaError('invalid-input', `${field}: must list ${node.name} once with its peer URL ${etcdPeerUrl(spec, node)}`, [{ path: field, message: `must list ${node.name} with ${etcdPeerUrl(spec, node)}` }]);
+  }
+  for (const m of join.members) {
+    if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(m.name) || !/^https?:\/\/[A-Za-z0-9.:[\]-]+$/.test(m.peerUrl)) {
+      throw new FlotillaError('invalid-input', `${field}: not a member name and peer URL: ${JSON.stringify(m)}`, [{ path: field, message: 'bad member entry' }]);
+    }
+  }
+  return join.members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
+}
+
 /** The environment Debian's etcd reads (ETCD_* variables), for one member. */
 export function etcdEnvironment(spec: ResolvedSpec, node: ResolvedNode): Record<string, string> {
   const s = scheme(spec);
   const members = etcdMembers(spec);
+  const join = node.etcdJoin !== undefined;
   const env: Record<string, string> = {
     ETCD_NAME: node.name,
     ETCD_DATA_DIR: PATHS.etcdDataDir,
@@ -81,8 +108,8 @@ export function etcdEnvironment(spec: ResolvedSpec, node: ResolvedNode): Record<
     ETCD_LISTEN_CLIENT_URLS: `${s}://${node.address}:${spec.etcd.clientPort},${s}://127.0.0.1:${spec.etcd.clientPort}`,
     ETCD_ADVERTISE_CLIENT_URLS: `${s}://${node.address}:${spec.etcd.clientPort}`,
     ETCD_INITIAL_ADVERTISE_PEER_URLS: `${s}://${node.address}:${spec.etcd.peerPort}`,
-    ETCD_INITIAL_CLUSTER: members.map((m) => `${m.name}=${s}://${m.address}:${spec.etcd.peerPort}`).join(','),
-    ETCD_INITIAL_CLUSTER_STATE: 'new',
+    ETCD_INITIAL_CLUSTER: join ? joinInitialCluster(spec, node) : members.map((m) => `${m.name}=${s}://${m.address}:${spec.etcd.peerPort}`).join(','),
+    ETCD_INITIAL_CLUSTER_STATE: join ? 'existing' : 'new',
     ETCD_INITIAL_CLUSTER_TOKEN: `flotilla-${spec.name}`,
     ETCD_HEARTBEAT_INTERVAL: String(spec.etcd.heartbeatIntervalMs),
     ETCD_ELECTION_TIMEOUT: String(spec.etcd.electionTimeoutMs),
@@ -178,6 +205,10 @@ const FLEETD_SERVICE = [
 export function nodeFiles(spec: ResolvedSpec, node: ResolvedNode): NodeFiles {
   const files: NodeFile[] = [];
   const units: NodeUnit[] = [];
+  if (node.etcdJoin && !node.etcdMember) {
+    const field = `nodes[${spec.nodes.indexOf(node)}].etcdJoin`;
+    throw new FlotillaError('invalid-input', `${field}: ${node.name} is not an etcd member, so it cannot join the etcd cluster`, [{ path: field, message: 'not an etcd member' }]);
+  }
   if (node.etcdMember) {
     files.push({ path: PATHS.etcdEnv, contents: envFile(etcdEnvironment(spec, node)), mode: 0o644 });
     units.push({ name: 'flotilla-etcd.service', contents: ETCD_SERVICE, enabled: false });

@@ -120,6 +120,18 @@ export interface ResolvedNode {
   cpus: number;
   memoryMiB: number;
   etcdMember: boolean;
+  /**
+   * Set only by `flotilla replace` for a node that takes a removed member's place in a running
+   * cluster: its etcd joins that cluster (initial-cluster-state `existing`) instead of
+   * bootstrapping a new one. Absent for new clusters, whose rendering does not change.
+   */
+  etcdJoin?: EtcdJoin;
+}
+
+/** The membership a joining etcd member starts with: every current member, itself included (as `etcdctl member add` reports it). */
+export interface EtcdJoin {
+  state: 'existing';
+  members: Array<{ name: string; peerUrl: string }>;
 }
 
 export interface ResolvedSpec {

@@ -286,6 +286,8 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
     async () => {
       const secrets = ensureSecrets(spec, readSecrets(f.secrets));
       writeSecrets(f.secrets, secrets);
+      // `flotilla replace` renders nodes again from the spec the cluster was made with (0600: snippets may hold secrets).
+      writeFileAtomic(path.join(f.dir, 'spec.json'), `${JSON.stringify(spec, null, 2)}\n`, 0o600);
       let pki: ClusterPki | undefined;
       if (spec.etcd.tls) {
         pki = readPki(f.pki) ?? (await generatePki(spec));

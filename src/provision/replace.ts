@@ -1,0 +1,638 @@
+/**
+ * `flotilla replace`: rolling replacement of a running cluster's nodes, one at a time, keeping
+ * etcd's quorum (issue 7). Per node:
+ *
+ *   check    the other members are healthy and enough of them remain (replace-plan.ts)
+ *   drain    stop the node's agent; wait until its movable units are active elsewhere
+ *   leader   if the node's member leads, hand leadership to a caught-up follower (move-leader)
+ *   remove   `etcdctl member remove` from another member
+ *   destroy  stop the VM, delete its disk and first-boot media
+ *   add      `etcdctl member add` with its peer URL, before it boots
+ *   render   the node's config with etcd joining the existing cluster (`etcdJoin`: the
+ *            membership member add left, initial-cluster-state existing)
+ *   boot     a fresh VM (same name, address, ports, host key): kernel, SSH, first boot
+ *   secrets  its PKI over the pinned SSH connection (pki.ts; the same certificates)
+ *   etcd     its member started and every member healthy
+ *   agent    its agent registered (a new machine ID: a new VM has a new /etc/machine-id)
+ *   verify   a key written before the first replacement reads back, linearizably through
+ *            another member and from the new member's own copy (kola's rolling-upgrade
+ *            check); with `verify`, the node, etcd and fleet suites of `flotilla verify`
+ *
+ * Only `destroy` and `launch` depend on the platform (NodeMachinery). The order puts workers
+ * first, then followers, the etcd leader last (replacementOrder). Typhoon refuses to replace
+ * controllers in place for fear of quorum loss; here each step that could lose it is checked
+ * against the live membership before it runs, and a run that stops half-way says which node is
+ * out and that running the same command again resumes (every step looks at the live state).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Client } from 'ssh2';
+import { FlotillaError } from '../errors';
+import { etcdPeerUrl, PATHS, PKI } from '../config/node-files';
+import { renderNode, type RenderedNode } from '../config/render';
+import { ensureSecrets, readSecrets } from '../config/secrets';
+import type { EtcdJoin, ResolvedSpec } from '../config/spec';
+import { checkUnitText } from '../units/client';
+import { throwIfProblems } from '../errors';
+import { sleep } from '../util/async';
+import { writeFileAtomic } from '../util/fs';
+import { runVerify } from '../verify/verify';
+import type { SuiteName } from '../verify/suites';
+import { installScript, nodePkiFiles, readPki } from './pki';
+import { clusterDir, consoleMarkers } from './local/cluster';
+import { probeAccelerator } from './local/accel';
+import { ensureImage, type ImageInfo } from './local/image';
+import { inventoryFromRecord } from './local/inventory';
+import type { Accelerator } from './local/qemu-args';
+import { cpuSeconds } from './local/qemu';
+import { sshConnect, sshExec, waitForSsh, type ExecResult } from './local/ssh';
+import { connectRecord, nodePid, nodeRunning, readRecord, sshAuth, sshEndpoint, TCG_MIN_TTL_SECONDS, type ClusterRecord, type NodeRecord, type Phase } from './local/up';
+import {
+  leaderSuccessor,
+  memberAction,
+  parseEndpointStatus,
+  parseMemberList,
+  quorum,
+  replacementOrder,
+  recordMismatchProblems,
+  specChangeProblems,
+  unitsNotMoved,
+  unitsToMove,
+  type DrainView,
+  type EtcdMember,
+  type MemberAction,
+} from './replace-plan';
+
+/** What a platform does for a replacement: throw a node's VM away, boot a new one in its place. */
+export interface NodeMachinery {
+  platform: ClusterRecord['platform'];
+  /** The image the node's current VM was booted from, if it is still in the cache. */
+  currentImage(record: ClusterRecord, node: NodeRecord): ImageInfo | undefined;
+  /** Stops the node's VM (if running) and deletes its disk and first-boot media. Safe to repeat. */
+  destroy(record: ClusterRecord, node: NodeRecord): Promise<{ stopped: boolean }>;
+  /** Boots a fresh VM for the node from `image` with `rendered` as its first boot; same name, address and SSH port. */
+  launch(ctx: { record: ClusterRecord; node: NodeRecord; spec: ResolvedSpec; rendered: RenderedNode; image: ImageInfo; accel: Accelerator }): Promise<{ launchedAt: number; pidFile: string; consoleLog: string }>;
+}
+
+export const REPLACE_STEPS = ['check', 'drain', 'leader', 'remove', 'destroy', 'add', 'render', 'boot', 'secrets', 'etcd', 'agent', 'verify'] as const;
+export type ReplaceStep = (typeof REPLACE_STEPS)[number];
+
+export interface ReplaceEvent {
+  /** Absent for run-wide events (image, plan). */
+  node?: string;
+  step: ReplaceStep | 'image' | 'plan' | 'sentinel';
+  state: 'start' | 'done' | 'info';
+  seconds?: number;
+  detail?: string;
+}
+
+export interface ReplaceOptions {
+  name: string;
+  /** New configuration; default: the spec the cluster was made (or last replaced) with. */
+  spec?: ResolvedSpec;
+  /** Nodes to replace; default every node. */
+  nodes?: string[];
+  /** `current`: each node boots the image it runs now; `rebuild`: the image of Flotilla's current sources (built if not cached). */
+  image?: 'current' | 'rebuild';
+  /** Run the node, etcd and fleet suites of `flotilla verify` after each node. */
+  verify?: boolean;
+  progress?: (ev: ReplaceEvent) => void;
+  /** Deadline for each wait on the new node (boot, etcd, agent); default 10 min. */
+  timeoutMs?: number;
+  /** How long the drain may take; default 3 min. */
+  drainTimeoutMs?: number;
+}
+
+export interface NodeReplacement {
+  node: string;
+  seconds: number;
+  steps: Array<{ step: ReplaceStep; seconds: number }>;
+  oldMemberId?: string;
+  newMemberId?: string;
+  oldMachineId?: string;
+  newMachineId?: string;
+  /** Units that ran on the node and were active elsewhere before it went. */
+  movedUnits: string[];
+  image: string;
+  /** The pinned host key is reused (secrets.json): the node keeps its identity. */
+  hostKey: 'kept';
+}
+
+export interface ReplaceResult {
+  record: ClusterRecord;
+  order: string[];
+  replaced: NodeReplacement[];
+  sentinelKey: string;
+}
+
+/** What the record keeps about replacements (beside ClusterRecord's own fields in cluster.json). */
+export interface ReplacementHistory {
+  replacements?: Array<{ node: string; finishedAt: string; seconds: number; image: string; memberId?: string; machineId?: string }>;
+  /** Set while a node is out of the cluster; cleared when it is back. */
+  replacing?: { node: string; since: string; step: ReplaceStep };
+}
+
+type ReplaceRecord = ClusterRecord & ReplacementHistory;
+
+const recordFile = (name: string): string => path.join(clusterDir(name), 'cluster.json');
+const specFile = (name: string): string => path.join(clusterDir(name), 'spec.json');
+
+function saveRecord(record: ReplaceRecord): void {
+  writeFileAtomic(recordFile(record.name), `${JSON.stringify(record, null, 2)}\n`, 0o644);
+}
+
+/** The spec `up` (or the last replacement) used for the cluster, if it was saved. */
+export function readSavedSpec(name: string): ResolvedSpec | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(specFile(name), 'utf8')) as ResolvedSpec;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new FlotillaError('invalid-input', `${specFile(name)}: unreadable saved spec: ${(err as Error).message}`);
+  }
+}
+
+/** `spec` as `up` would have run it on this cluster: the cluster's own SSH key added, the agent TTL raised under TCG. */
+export function adoptSpec(spec: ResolvedSpec, record: ClusterRecord, accel: Accelerator): ResolvedSpec {
+  const clusterKey = fs.readFileSync(`${record.sshKeyFile}.pub`, 'utf8').trim();
+  let s: ResolvedSpec = { ...spec, ssh: { ...spec.ssh, authorizedKeys: [...new Set([...spec.ssh.authorizedKeys, clusterKey])] } };
+  if (accel === 'tcg' && s.agent.ttlSeconds < TCG_MIN_TTL_SECONDS) s = { ...s, agent: { ...s.agent, ttlSeconds: TCG_MIN_TTL_SECONDS } };
+  return s;
+}
+
+/** A replacement that stopped: which node is out, what state it was left in, how to go on. */
+function stoppedError(record: ClusterRecord, node: string, step: ReplaceStep, out: boolean, cause: unknown, extra = ''): FlotillaError {
+  const others = record.nodes.filter((n) => n.name !== node).map((n) => n.name);
+  const state = out
+    ? `${node} is OUT of the cluster (its old VM and etcd member are gone; the rest of the cluster, ${others.join(', ')}, keeps quorum without it)`
+    : `${node} is unchanged and in service`;
+  const message = `replace ${node}: failed at step ${step}: ${(cause as Error).message}\n${state}.${extra}\nResume with: flotilla replace --name ${record.name} --nodes ${node}`;
+  return new FlotillaError(FlotillaError.is(cause) ? cause.code : 'external', message, [], { cause });
+}
+
+/** etcdctl on a node against `endpoints` (default its own member), with the cluster's client certificate. */
+function etcdctl(record: Pick<ClusterRecord, 'tls' | 'clientPort'>, args: string, endpoints?: string[]): string {
+  const eps = endpoints ?? [`${record.tls ? 'https' : 'http'}://127.0.0.1:${record.clientPort}`];
+  const tls = record.tls ? ` --cacert=${PKI.ca} --cert=${PKI.clientCert} --key=${PKI.clientKey}` : '';
+  return `sudo env ETCDCTL_API=3 etcdctl --endpoints=${eps.join(',')}${tls} --command-timeout=20s --dial-timeout=10s ${args}`;
+}
+
+function clientUrl(record: Pick<ClusterRecord, 'tls' | 'clientPort'>, node: Pick<NodeRecord, 'address'>): string {
+  return `${record.tls ? 'https' : 'http'}://${node.address}:${record.clientPort}`;
+}
+
+async function run(client: Client, command: string, timeoutMs = 60_000): Promise<ExecResult> {
+  return sshExec(client, command, timeoutMs);
+}
+
+async function must(client: Client, command: string, what: string, timeoutMs = 60_000): Promise<string> {
+  const r = await run(client, command, timeoutMs);
+  if (r.code !== 0) throw new FlotillaError('external', `${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`);
+  return r.stdout;
+}
+
+/** The live etcd view from one member: membership, which members answer healthy, who leads. */
+interface EtcdView {
+  members: EtcdMember[];
+  healthyIds: Set<string>;
+  leaderId: string | undefined;
+  statuses: ReturnType<typeof parseEndpointStatus>;
+}
+
+async function etcdView(record: ClusterRecord, anchor: Client): Promise<EtcdView> {
+  const members = parseMemberList(await must(anchor, etcdctl(record, 'member list -w simple'), 'etcdctl member list'));
+  // Per endpoint, so one dead member does not hide the others' answers (--cluster fails as a whole).
+  const eps = members.filter((m) => m.started && m.clientUrls.length > 0).map((m) => m.clientUrls[0]!);
+  const statusRun = eps.length ? await run(anchor, etcdctl(record, 'endpoint status -w simple', eps), 90_000) : undefined;
+  let statuses: EtcdView['statuses'] = [];
+  try {
+    statuses = statusRun ? parseEndpointStatus(statusRun.stdout) : [];
+  } catch {
+    statuses = [];
+  }
+  const healthRun = eps.length ? await run(anchor, etcdctl(record, 'endpoint health -w json', eps), 90_000) : undefined;
+  const healthyUrls = new Set<string>();
+  try {
+    for (const h of JSON.parse(healthRun?.stdout || '[]') as Array<{ endpoint: string; health: boolean }>) if (h.health) healthyUrls.add(h.endpoint);
+  } catch {
+    /* no JSON: nobody healthy */
+  }
+  const healthyIds = new Set(members.filter((m) => m.clientUrls.some((u) => healthyUrls.has(u))).map((m) => m.id));
+  const leaderId = statuses.find((s) => s.isLeader)?.id;
+  return { members, healthyIds, leaderId, statuses };
+}
+
+/** An SSH connection to a running etcd member other than `not` (the node being replaced). */
+async function connectAnchor(record: ClusterRecord, not: string): Promise<{ node: NodeRecord; client: Client }> {
+  const errors: string[] = [];
+  for (const n of record.nodes.filter((x) => x.etcdMember && x.name !== not && nodeRunning(x))) {
+    try {
+      return { node: n, client: await sshConnect(sshEndpoint(record, n), n.hostPublicKey, sshAuth(record), 30_000) };
+    } catch (err) {
+      errors.push(`${n.name}: ${(err as Error).message}`);
+    }
+  }
+  throw new FlotillaError('external', `no other etcd member of ${record.name} answers SSH${errors.length ? `: ${errors.join('; ')}` : ' (none is running)'}`);
+}
+
+async function drainView(registry: Awaited<ReturnType<typeof connectRecord>>['registry']): Promise<DrainView> {
+  const snap = await registry.snapshot();
+  const launched = new Map<string, { global: boolean; machineId?: string }>();
+  for (const job of snap.jobs.filter((j) => j.desiredState === 'launched')) {
+    const text = await registry.getBody(job.hash);
+    if (text === undefined) continue;
+    try {
+      const o = checkUnitText(job.name, text).options;
+      launched.set(job.name, { global: o.global, ...(o.machineId !== undefined ? { machineId: o.machineId } : {}) });
+    } catch {
+      /* a unit the scheduler cannot place is not ours to wait for */
+    }
+  }
+  return { schedule: snap.schedule, states: snap.states, launched };
+}
+
+/** Replaces the cluster's nodes one at a time on `machinery`'s platform. */
+export async function replaceNodes(opts: ReplaceOptions, machinery: NodeMachinery): Promise<ReplaceResult> {
+  const progress = opts.progress ?? (() => undefined);
+  const timeoutMs = opts.timeoutMs ?? 10 * 60_000;
+  const drainTimeoutMs = opts.drainTimeoutMs ?? 3 * 60_000;
+  const record = readRecord(opts.name) as ReplaceRecord | undefined;
+  if (!record) throw new FlotillaError('not-found', `no cluster named ${opts.name} (see 'flotilla ls')`);
+  if (record.platform !== machinery.platform) throw new FlotillaError('conflict', `cluster ${opts.name} runs on ${record.platform}; this replacement is for ${machinery.platform}`);
+
+  const saved = readSavedSpec(opts.name);
+  if (!saved && !opts.spec) throw new FlotillaError('usage', `cluster ${opts.name} has no saved spec (made by an older flotilla up); pass --spec FILE with the spec it was made from`);
+  const names = opts.nodes ?? record.nodes.map((n) => n.name);
+  const unknown = names.filter((n) => !record.nodes.some((x) => x.name === n));
+  if (unknown.length) throw new FlotillaError('not-found', `nodes: cluster ${opts.name} has no node ${unknown.join(', ')} (nodes: ${record.nodes.map((n) => n.name).join(', ')})`, [{ path: 'nodes', message: `unknown node ${unknown.join(', ')}` }]);
+  if (new Set(names).size !== names.length) throw new FlotillaError('usage', 'nodes: a node is named twice', [{ path: 'nodes', message: 'duplicate' }]);
+  if (names.length === 0) throw new FlotillaError('usage', 'nodes: no node to replace');
+
+  // The image first: a build can take minutes and must not happen with a node out.
+  const t0 = performance.now();
+  let rebuilt: ImageInfo | undefined;
+  if (opts.image === 'rebuild') {
+    progress({ step: 'image', state: 'start' });
+    rebuilt = await ensureImage({}, (b) => b.phase === 'done' && progress({ step: 'image', state: 'info', ...(b.seconds !== undefined ? { seconds: b.seconds } : {}), detail: `${b.step}${b.detail ? ` ${b.detail}` : ''}` }));
+    progress({ step: 'image', state: 'done', seconds: (performance.now() - t0) / 1000, detail: rebuilt.id.slice(0, 12) });
+  }
+  const images = new Map<string, ImageInfo>();
+  for (const n of names) {
+    const node = record.nodes.find((x) => x.name === n)!;
+    const img = rebuilt ?? machinery.currentImage(record, node) ?? (nodeRunning(node) ? undefined : await ensureImage());
+    if (!img) throw new FlotillaError('not-found', `node ${n}: the image its VM was booted from is no longer cached; pass --image rebuild to boot it from the current image`);
+    images.set(n, img);
+  }
+  const accel = (await probeAccelerator(images.values().next().value!)).accel;
+  const spec = opts.spec ? adoptSpec(opts.spec.name === opts.name ? opts.spec : { ...opts.spec, name: opts.name }, record, accel) : saved!;
+  if (saved && opts.spec) throwIfProblems(specChangeProblems(saved, spec), `--spec cannot replace nodes of cluster ${opts.name}`);
+  throwIfProblems(recordMismatchProblems(record.nodes, spec), `the spec does not describe cluster ${opts.name}'s nodes`);
+  const secrets = ensureSecrets(spec, readSecrets(path.join(clusterDir(opts.name), 'secrets.json')));
+  const pki = record.tls ? readPki(path.join(clusterDir(opts.name), 'pki.json')) : undefined;
+  if (record.tls && !pki) throw new FlotillaError('not-found', `cluster ${opts.name}: pki.json is missing; the replaced nodes could not get their certificates`);
+
+  // Plan: the order is fixed now from the leader now; each node's own check runs again right before it.
+  const first = await connectAnchor(record, '');
+  let order: string[];
+  const sentinelKey = `${record.keyPrefix}replace/sentinel-${randomBytes(4).toString('hex')}`;
+  const sentinelValue = `written-before-replacing-${names.join('-')}-${new Date().toISOString()}`;
+  try {
+    const view = await etcdView(record, first.client);
+    const leader = view.members.find((m) => m.id === view.leaderId)?.name;
+    order = replacementOrder(names.map((n) => ({ name: n, etcdMember: record.nodes.find((x) => x.name === n)!.etcdMember })), leader);
+    progress({ step: 'plan', state: 'info', detail: `order ${order.join(' -> ')} (workers, then followers, the etcd leader${leader ? ` ${leader}` : ''} last); ${view.members.length} members, ${view.healthyIds.size} healthy` });
+    await must(first.client, `${etcdctl(record, `put ${sentinelKey} -- ${sentinelValue}`)}`, 'writing the sentinel key');
+    progress({ step: 'sentinel', state: 'info', detail: `wrote ${sentinelKey}; it must read back after each node` });
+  } finally {
+    first.client.end();
+  }
+
+  const replaced: NodeReplacement[] = [];
+  for (const name of order) {
+    replaced.push(await replaceOne({ record, name, spec, secrets, pki, image: images.get(name)!, accel, machinery, progress, timeoutMs, drainTimeoutMs, sentinelKey, sentinelValue, verify: opts.verify ?? false }));
+    // The saved spec is what the next replacement (or a resumed one) renders from.
+    writeFileAtomic(specFile(opts.name), `${JSON.stringify(spec, null, 2)}\n`, 0o600);
+  }
+  const last = await connectAnchor(record, '');
+  try {
+    await run(last.client, etcdctl(record, `del ${sentinelKey}`));
+  } finally {
+    last.client.end();
+  }
+  return { record, order, replaced, sentinelKey };
+}
+
+interface OneContext {
+  record: ReplaceRecord;
+  name: string;
+  spec: ResolvedSpec;
+  secrets: ReturnType<typeof ensureSecrets>;
+  pki: ReturnType<typeof readPki>;
+  image: ImageInfo;
+  accel: Accelerator;
+  machinery: NodeMachinery;
+  progress: (ev: ReplaceEvent) => void;
+  timeoutMs: number;
+  drainTimeoutMs: number;
+  sentinelKey: string;
+  sentinelValue: string;
+  verify: boolean;
+}
+
+async function replaceOne(c: OneContext): Promise<NodeReplacement> {
+  const { record, name, progress } = c;
+  const node = record.nodes.find((n) => n.name === name)!;
+  const steps: NodeReplacement['steps'] = [];
+  const tNode = performance.now();
+  let current: ReplaceStep = 'check';
+  let out = false;
+  let agentStopped = false;
+  const step = async <T>(s: ReplaceStep, fn: () => Promise<T>, detail?: (r: T) => string | undefined): Promise<T> => {
+    current = s;
+    if (out) {
+      record.replacing = { node: name, since: record.replacing?.since ?? new Date().toISOString(), step: s };
+      saveRecord(record);
+    }
+    progress({ node: name, step: s, state: 'start' });
+    const t = performance.now();
+    const r = await fn();
+    const seconds = (performance.now() - t) / 1000;
+    steps.push({ step: s, seconds });
+    const d = detail?.(r);
+    progress({ node: name, step: s, state: 'done', seconds, ...(d ? { detail: d } : {}) });
+    return r;
+  };
+  const result: NodeReplacement = { node: name, seconds: 0, steps, movedUnits: [], image: c.image.id, hostKey: 'kept' };
+  const anchor = await connectAnchor(record, name).catch((err: unknown) => {
+    throw stoppedError(record, name, 'check', false, err);
+  });
+  const peerUrl = etcdPeerUrl(c.spec, node);
+  let action: MemberAction | undefined;
+  try {
+    // 1. check
+    const view0 = await step('check', async () => {
+      const view = await etcdView(record, anchor.client);
+      const voters = view.members.filter((m) => !m.learner);
+      if (node.etcdMember) {
+        const decision = memberAction({ node: name, peerUrl, members: view.members, healthyIds: view.healthyIds });
+        if ('refused' in decision) throw new FlotillaError('conflict', decision.refused);
+        action = decision.action;
+      } else if (view.healthyIds.size < quorum(voters.length)) {
+        throw new FlotillaError('conflict', `etcd has no quorum (${view.healthyIds.size} of ${voters.length} members healthy); fix it before replacing nodes`);
+      }
+      return view;
+    }, (v) => `${v.members.length} members, ${v.healthyIds.size} healthy${action ? `; ${action.kind === 'remove-then-add' ? `member ${action.member.id} will be removed and re-added` : action.kind === 'add' ? 'no member yet: it will be added' : `member ${action.member.id} was added already: the node joins it`}` : ''}`);
+    if (action?.kind === 'remove-then-add') result.oldMemberId = action.member.id;
+
+    // 2. drain
+    const conn = await connectRecord(record, anchor.client);
+    try {
+      await step('drain', async () => {
+        const machines = await conn.registry.listMachines();
+        const machine = machines.find((m) => m.address === node.address);
+        if (!machine) return 'its agent is not registered: nothing to drain';
+        result.oldMachineId = machine.id;
+        const toMove = unitsToMove(await drainView(conn.registry), machine.id);
+        let stopNote = '';
+        try {
+          const target = await sshConnect(sshEndpoint(record, node), node.hostPublicKey, sshAuth(record), 30_000);
+          try {
+            // The path unit too: it would start the agent again while pki/ready exists.
+            agentStopped = true;
+            await must(target, 'sudo systemctl stop flotilla-fleetd.path flotilla-fleetd.service', 'stopping the agent', 90_000);
+          } finally {
+            target.end();
+          }
+        } catch (err) {
+          stopNote = `; its agent could not be stopped (${(err as Error).message}): waiting for its lease to expire`;
+        }
+        const deadline = Date.now() + c.drainTimeoutMs;
+        for (;;) {
+          const [view, still] = await Promise.all([drainView(conn.registry), conn.registry.listMachines()]);
+          const pending = unitsNotMoved(view, toMove, machine.id);
+          const gone = !still.some((m) => m.id === machine.id);
+          if (pending.length === 0 && gone) break;
+          if (Date.now() > deadline) {
+            throw new FlotillaError(
+              'timeout',
+              `drain did not finish within ${Math.round(c.drainTimeoutMs / 1000)} s: ${pending.length ? `${pending.join(', ')} not active on another machine (no other machine may satisfy their [X-Fleet] constraints)` : 'its machine is still registered'}`,
+            );
+          }
+          await sleep(1000);
+        }
+        result.movedUnits = toMove;
+        return `agent stopped, machine ${machine.id.slice(0, 8)} gone${toMove.length ? `, ${toMove.join(', ')} active elsewhere` : ', no movable unit ran there'}${stopNote}`;
+      }, (d) => d);
+    } finally {
+      await conn.close();
+    }
+
+    // 3. leader, remove, destroy
+    if (action?.kind === 'remove-then-add') {
+      const member = action.member;
+      await step('leader', async () => {
+        const view = await etcdView(record, anchor.client);
+        if (view.leaderId !== member.id) return `${name} does not lead (leader ${view.members.find((m) => m.id === view.leaderId)?.name ?? 'unknown'})`;
+        const to = leaderSuccessor(view.statuses, view.members, member.id, view.healthyIds);
+        if (!to) throw new FlotillaError('conflict', `${name} leads and no healthy follower can take over`);
+        // move-leader must reach the current leader: address it by its client URL from the anchor.
+        await must(anchor.client, etcdctl(record, `move-leader ${to.id}`, [member.clientUrls[0] ?? clientUrl(record, node)]), 'etcdctl move-leader', 90_000);
+        return `leadership moved to ${to.name} (${to.id})`;
+      }, (d) => d);
+      await step('remove', async () => {
+        await must(anchor.client, etcdctl(record, `member remove ${member.id}`), 'etcdctl member remove', 90_000);
+        out = true;
+        return `member ${member.id} removed; ${view0.members.length - 1} members left`;
+      }, (d) => d);
+    }
+    out = true;
+    await step('destroy', async () => {
+      const r = await c.machinery.destroy(record, node);
+      return r.stopped ? 'VM stopped, disk and first-boot media deleted' : 'VM was not running; disk and first-boot media deleted';
+    }, (d) => d);
+
+    // 4. render, add, boot
+    let join: EtcdJoin | undefined;
+    if (node.etcdMember) {
+      await step('add', async () => {
+        let members = (await etcdView(record, anchor.client)).members;
+        const mine = members.find((m) => m.peerUrls.includes(peerUrl));
+        if (!mine) {
+          await must(anchor.client, etcdctl(record, `member add ${name} --peer-urls=${peerUrl}`), 'etcdctl member add', 90_000);
+          members = (await etcdView(record, anchor.client)).members;
+        }
+        const added = members.find((m) => m.peerUrls.includes(peerUrl));
+        if (!added) throw new FlotillaError('external', `etcd does not list a member with ${peerUrl} after member add`);
+        result.newMemberId = added.id;
+        // An added member has no name until it starts; it is this node.
+        join = { state: 'existing', members: members.map((m) => ({ name: m.id === added.id ? name : m.name, peerUrl: m.peerUrls[0]! })) };
+        return `member ${added.id} ${mine ? 'was added already' : 'added'} (unstarted); initial cluster ${join.members.map((m) => m.name).join(',')}`;
+      }, (d) => d);
+    }
+    const rendered = await step('render', async () => {
+      const n = c.spec.nodes.find((x) => x.name === name)!;
+      return renderNode(c.spec, { ...n, ...(join ? { etcdJoin: join } : {}) }, c.secrets, record.format);
+    }, (r) => `${r.format}, ${Buffer.byteLength(r.userData)} bytes${join ? ', etcd initial-cluster-state existing' : ''}`);
+    const launched = await step('boot', async () => {
+      const l = await c.machinery.launch({ record, node, spec: c.spec, rendered, image: c.image, accel: c.accel });
+      record.timeline[name] = { launch: 0 };
+      const since = () => Math.round(((Date.now() - l.launchedAt) / 1000) * 10) / 10;
+      const mark = (p: Phase) => {
+        record.timeline[name]![p] = since();
+        progress({ node: name, step: 'boot', state: 'info', seconds: since(), detail: `${p}` });
+      };
+      const deadline = l.launchedAt + c.timeoutMs;
+      while (!(fs.existsSync(l.consoleLog) && fs.statSync(l.consoleLog).size > 0)) {
+        if (!nodeRunning(node)) throw new FlotillaError('external', `QEMU exited before the kernel printed anything (see ${l.consoleLog})`);
+        if (Date.now() > deadline) throw new FlotillaError('timeout', `no console output (see ${l.consoleLog})`);
+        await sleep(200);
+      }
+      mark('kernel');
+      await waitForSsh('127.0.0.1', node.sshPort, node.hostPublicKey, deadline, {
+        auth: sshAuth(record),
+        ...(record.netns ? { netns: record.netns } : {}),
+        readyHint: () => consoleMarkers(l.consoleLog).ssh !== undefined,
+        abort: () => (nodeRunning(node) ? undefined : `its VM is not running (see ${l.consoleLog})`),
+      });
+      mark('ssh');
+      const client = await sshConnect(sshEndpoint(record, node), node.hostPublicKey, sshAuth(record), 30_000);
+      try {
+        const flag = record.format === 'ignition' ? '/var/lib/flotilla/ignition.done' : '/var/lib/cloud/instance/boot-finished';
+        const left = Math.max(10_000, deadline - Date.now());
+        const wait = await run(client, `for i in $(seq ${Math.ceil(left / 500)}); do [ -e ${flag} ] && break; sleep 0.5; done; test -e ${flag}`, left + 10_000);
+        if (wait.code !== 0) throw new FlotillaError('timeout', `first-boot config did not finish (${flag} missing; see ${l.consoleLog})`);
+        if (record.format === 'cloud-config') {
+          const res = await run(client, 'cat /run/cloud-init/result.json', 30_000);
+          let errors: string[];
+          try {
+            errors = (JSON.parse(res.stdout) as { v1?: { errors?: string[] } }).v1?.errors ?? [];
+          } catch {
+            errors = [`unreadable /run/cloud-init/result.json: ${res.stderr.trim()}`];
+          }
+          if (errors.length) throw new FlotillaError('external', `cloud-init reported errors: ${errors.join('; ')}`);
+        }
+        mark('first-boot');
+      } finally {
+        client.end();
+      }
+      return l;
+    }, () => `VM up: SSH at ${record.timeline[name]!.ssh} s, first boot done at ${record.timeline[name]!['first-boot']} s after launch`);
+    node.pidFile = launched.pidFile;
+    node.consoleLog = launched.consoleLog;
+    const sinceLaunch = () => Math.round(((Date.now() - launched.launchedAt) / 1000) * 10) / 10;
+
+    // 5. secrets, etcd, agent
+    await step('secrets', async () => {
+      const client = await sshConnect(sshEndpoint(record, node), node.hostPublicKey, sshAuth(record), 30_000);
+      try {
+        const script = c.pki ? installScript(nodePkiFiles(c.pki, name), PATHS.pkiReady) : `set -eu\nmkdir -p ${PATHS.pkiDir}\ntouch ${PATHS.pkiReady}\n`;
+        await must(client, `sudo sh -s <<'FLOTILLA_SCRIPT_EOF'\n${script}FLOTILLA_SCRIPT_EOF\n`, 'secret delivery', 60_000);
+      } finally {
+        client.end();
+      }
+      record.timeline[name]!.secrets = sinceLaunch();
+      return c.pki ? 'the same certificates (same name and address) over the pinned SSH connection' : 'no TLS: start signal only';
+    }, (d) => d);
+    if (node.etcdMember) {
+      await step('etcd', async () => {
+        const deadline = Date.now() + c.timeoutMs;
+        let last = '';
+        for (;;) {
+          const view = await etcdView(record, anchor.client).catch((err: unknown) => {
+            last = (err as Error).message;
+            return undefined;
+          });
+          if (view) {
+            const mine = view.members.find((m) => m.peerUrls.includes(peerUrl));
+            const all = view.members.every((m) => m.started && view.healthyIds.has(m.id));
+            if (mine && mine.started && mine.name === name && all) {
+              result.newMemberId = mine.id;
+              break;
+            }
+            last = `${view.members.filter((m) => m.started).length}/${view.members.length} members started, ${view.healthyIds.size} healthy`;
+          }
+          if (Date.now() > deadline) throw new FlotillaError('timeout', `etcd on ${name} did not join: ${last}; see 'flotilla ssh --name ${record.name} ${name} -- journalctl -u flotilla-etcd'`);
+          await sleep(1000);
+        }
+        record.timeline[name]!.etcd = sinceLaunch();
+        return `member ${result.newMemberId} started; every member healthy`;
+      }, (d) => d);
+    }
+    await step('agent', async () => {
+      const conn2 = await connectRecord(record, anchor.client);
+      try {
+        const deadline = Date.now() + c.timeoutMs;
+        for (;;) {
+          const m = (await conn2.registry.listMachines()).find((x) => x.address === node.address && x.id !== result.oldMachineId);
+          if (m) {
+            result.newMachineId = m.id;
+            node.machineId = m.id;
+            node.metadata = c.spec.nodes.find((x) => x.name === name)!.metadata;
+            break;
+          }
+          if (Date.now() > deadline) throw new FlotillaError('timeout', `the agent on ${name} never registered; see 'flotilla ssh --name ${record.name} ${name} -- journalctl -u flotilla-fleetd'`);
+          await sleep(500);
+        }
+      } finally {
+        await conn2.close();
+      }
+      record.timeline[name]!.agents = sinceLaunch();
+      const pid = nodePid(node);
+      record.cpuSeconds[name] = Math.round(((pid !== undefined ? cpuSeconds(pid) : undefined) ?? 0) * 10) / 10;
+      return `machine ${result.newMachineId!.slice(0, 8)} registered`;
+    }, (d) => d);
+    out = false;
+    delete record.replacing;
+    saveRecord(record);
+
+    // 6. verify
+    await step('verify', async () => {
+      const member = node.etcdMember ? [clientUrl(record, node)] : undefined;
+      // Linearizable through the anchor, then from the new member's own copy (serializable).
+      const lin = (await must(anchor.client, etcdctl(record, `get ${c.sentinelKey} --print-value-only`), 'reading the sentinel key')).trim();
+      if (lin !== c.sentinelValue) throw new FlotillaError('external', `the key written before the replacement reads ${JSON.stringify(lin)}, not ${JSON.stringify(c.sentinelValue)}`);
+      if (member) {
+        const local = (await must(anchor.client, etcdctl(record, `get ${c.sentinelKey} --print-value-only --consistency=s`, member), `reading the sentinel key from ${name}'s member`)).trim();
+        if (local !== c.sentinelValue) throw new FlotillaError('external', `${name}'s new member holds ${JSON.stringify(local)} for the sentinel key, not the value written before`);
+      }
+      const view = await etcdView(record, anchor.client);
+      const sick = view.members.filter((m) => !view.healthyIds.has(m.id));
+      if (sick.length) throw new FlotillaError('external', `etcd members not healthy after the replacement: ${sick.map((m) => m.name || m.id).join(', ')}`);
+      let suites = '';
+      if (c.verify) {
+        const names: SuiteName[] = ['node', 'etcd', 'fleet'];
+        const { report } = await runVerify({ inventory: inventoryFromRecord(record), suites: names });
+        const failed = report.results.filter((r) => r.status === 'fail' || r.status === 'error');
+        if (failed.length) throw new FlotillaError('external', `flotilla verify after replacing ${name}: ${failed.length} check${failed.length === 1 ? '' : 's'} failed: ${failed.slice(0, 5).map((r) => `${r.name}${r.node ? ` [${r.node}]` : ''}: ${r.message ?? r.status}`).join('; ')}`);
+        suites = `; verify ${names.join(',')}: ${report.results.length} checks passed`;
+      }
+      return `sentinel key read back${member ? ` (also from ${name}'s own member)` : ''}; ${view.members.length} members healthy${suites}`;
+    }, (d) => d);
+  } catch (err) {
+    if (out) saveRecord(record);
+    // Still in the cluster but drained: put its agent back so it takes units again.
+    const restored = !out && agentStopped ? ` ${await restoreAgent(record, node)}.` : '';
+    throw stoppedError(record, name, current, out, err, restored);
+  } finally {
+    anchor.client.end();
+  }
+  result.seconds = (performance.now() - tNode) / 1000;
+  (record.replacements ??= []).push({ node: name, finishedAt: new Date().toISOString(), seconds: Math.round(result.seconds * 10) / 10, image: c.image.id, ...(result.newMemberId ? { memberId: result.newMemberId } : {}), ...(result.newMachineId ? { machineId: result.newMachineId } : {}) });
+  saveRecord(record);
+  return result;
+}
+
+/** Starts the node's agent again after a drain that could not finish; says what happened. */
+async function restoreAgent(record: ClusterRecord, node: NodeRecord): Promise<string> {
+  try {
+    const client = await sshConnect(sshEndpoint(record, node), node.hostPublicKey, sshAuth(record), 30_000);
+    try {
+      await must(client, 'sudo systemctl start flotilla-fleetd.path flotilla-fleetd.service', 'starting the agent', 90_000);
+    } finally {
+      client.end();
+    }
+    return `${node.name}'s agent was started again`;
+  } catch (err) {
+    return `starting ${node.name}'s agent again failed too (${(err as Error).message}): run 'flotilla ssh --name ${record.name} ${node.name} -- sudo systemctl start flotilla-fleetd.path flotilla-fleetd.service'`;
+  }
+}
