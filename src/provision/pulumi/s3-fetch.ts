@@ -30,9 +30,9 @@ export interface AgentSource {
   dest: string;
   /** Instance metadata service; default http://169.254.169.254. */
   imds?: string;
-  /** Attempts before giving up (instance-profile credentials can take a while to appear); default 30. */
+  /** Attempts before giving up (instance-profile credentials can take a while to appear); default 60. */
   attempts?: number;
-  /** Pause between attempts; default 2000 ms. */
+  /** Pause between attempts; default 3000 ms. */
   retryDelayMs?: number;
 }
 
@@ -156,8 +156,8 @@ export async function getObject(src: Pick<AgentSource, 'endpoint' | 'key' | 'reg
 /** Fetches and checks the archive, retrying while the role or the network is not ready. */
 export async function fetchVerified(src: AgentSource, log: (line: string) => void = () => undefined): Promise<Buffer> {
   if (!/^[0-9a-f]{128}$/.test(src.sha512)) throw new Error(`agent source: sha512 must be 128 hex digits, got ${JSON.stringify(src.sha512)}`);
-  const attempts = src.attempts ?? 30;
-  const delay = src.retryDelayMs ?? 2000;
+  const attempts = src.attempts ?? 60;
+  const delay = src.retryDelayMs ?? 3000;
   let last: Error | undefined;
   for (let i = 1; i <= attempts; i++) {
     try {
