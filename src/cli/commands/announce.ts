@@ -71,7 +71,8 @@ export async function connectDiscovery(p: ParsedCommand, cmd: string, viaFlags: 
   if (file === undefined) return viaFlags(p, cmd);
   const cfg = loadFleetdConfig(file, {});
   const tls = readTls(cfg.tls);
-  const registry = await Registry.connect({ endpoints: cfg.endpoints, ...(cfg.keyPrefix ? { prefix: cfg.keyPrefix } : { cluster: cfg.cluster! }), ...(tls ? { tls } : {}) });
+  // fleetd's deadlines: an emulated (TCG) node's etcd can be slow to answer.
+  const registry = await Registry.connect({ endpoints: cfg.endpoints, ...(cfg.keyPrefix ? { prefix: cfg.keyPrefix } : { cluster: cfg.cluster! }), ...(tls ? { tls } : {}), dialTimeoutMs: 30_000, requestTimeoutMs: 15_000 });
   return { registry, close: () => registry.close(), node: { address: cfg.address, machineId: cfg.machineId } };
 }
 
