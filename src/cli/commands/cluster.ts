@@ -104,7 +104,7 @@ export const clusterCommands: CommandSpec[] = [
       const platform = readRecord(name)?.platform ?? flag ?? 'local';
       if (flag && flag !== platform) throw new FlotillaError('usage', `flotilla down: cluster ${name} runs on ${platform}, not ${flag}`);
       const r = platform === 'libvirt' ? await downLibvirt(name) : await downLocal(name);
-      io.out(r.existed ? `Cluster ${name}: stopped ${r.stopped.length} VM${r.stopped.length === 1 ? '' : 's'} (${r.stopped.join(', ') || 'none running'}); removed its files and namespace.\n` : `Cluster ${name}: nothing to remove.\n`);
+      io.out(r.existed ? `Cluster ${name}: stopped ${r.stopped.length} VM${r.stopped.length === 1 ? '' : 's'} (${r.stopped.join(', ') || 'none running'}); removed its files${platform === 'local' ? ' and namespace' : ', volumes and pools'}.\n` : `Cluster ${name}: nothing to remove.\n`);
       return 0;
     },
   },
