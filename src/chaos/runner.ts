@@ -67,6 +67,8 @@ export interface PhaseResult {
   observations: number;
   observeErrors: number;
   lastObserveError?: string;
+  /** The longest a single observation took, ms (a loaded host makes the figures coarse). */
+  slowestObservationMs: number;
   last?: Observation;
 }
 
@@ -92,14 +94,16 @@ export async function watchPhase(o: PhaseOptions): Promise<PhaseResult> {
     failedKeys.add(v.key);
     failures[v.invariant].push(message);
   };
-  const res: PhaseResult = { failures, brokenMs, observations: 0, observeErrors: 0 };
+  const res: PhaseResult = { failures, brokenMs, observations: 0, observeErrors: 0, slowestObservationMs: 0 };
   let okSince: number | undefined;
   let violations: Violation[] = [];
   let pending: string | undefined;
   for (;;) {
     let obs: Observation | undefined;
+    const asked = Date.now();
     try {
       obs = await o.observe();
+      res.slowestObservationMs = Math.max(res.slowestObservationMs, Date.now() - asked);
     } catch (err) {
       res.observeErrors++;
       res.lastObserveError = (err as Error).message.split('\n')[0];
@@ -376,6 +380,8 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
         row.invariants.lost.ok = false;
         row.invariants.lost.failures.push(v.message);
       }
+      const slowest = Math.max(d.slowestObservationMs, a.slowestObservationMs);
+      if (slowest > 10_000) row.notes.push(`an observation took up to ${round(slowest)} s (host overloaded?): times are that coarse`);
       for (const r of [d, a]) if (r.observeErrors) row.notes.push(`${r.observeErrors} observation${r.observeErrors === 1 ? '' : 's'} failed (last: ${r.lastObserveError})`);
       row.ok = row.ok && INVARIANTS.every((i) => row.invariants[i].ok) && d.recoveredMs !== undefined && a.recoveredMs !== undefined;
       damagedBy = a.recoveredMs === undefined ? p.index : undefined;
