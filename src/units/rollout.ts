@@ -18,6 +18,7 @@ import * as os from 'node:os';
 import { FlotillaError } from '../errors';
 import { sleep } from '../util/async';
 import type { Registry, Rollout, RolloutOptions, UnitState } from './registry';
+import { unitNameInfo } from './unit-file';
 
 export const DEFAULT_ROLLOUT_OPTIONS: RolloutOptions = { maxUnavailable: 1, timeoutMs: 60_000, minReadyMs: 1000, rollbackOnFailure: false };
 
@@ -46,6 +47,63 @@ export async function updateUnit(registry: Registry, name: string, text: string,
   if (!started) return undefined;
   opts.log?.(`${name}: updating ${started.fromHash.slice(0, 12)} -> ${started.toHash.slice(0, 12)}, ${options.maxUnavailable} at a time`);
   return driveRollout(registry, name, opts);
+}
+
+export interface TemplateUpdate {
+  /** Every unit that now has the new content (the template itself first, then instances by name). */
+  updated: string[];
+  /** The unit whose update failed, with its outcome; the ones after it were not touched. */
+  failed?: { unit: string; outcome: RolloutOutcome };
+  /** With rollbackOnFailure: units put back to their old content after the failure. */
+  reverted: string[];
+}
+
+/**
+ * Updates a template and every submitted instance of it (each instance carries its own
+ * copy of the text): the template job first (it never runs), then each instance's rolling
+ * update in name order. A failed instance stops the rest; with `rollbackOnFailure` it is
+ * rolled back and the units already updated get their old content back, newest first,
+ * the same rolling way. `instanceProblem` checks the new text under each instance's name
+ * before anything changes (specifiers in [X-Fleet] expand per instance).
+ */
+export async function updateTemplate(
+  registry: Registry,
+  template: string,
+  text: string,
+  options: RolloutOptions,
+  opts: DriveOptions & { checkInstance?: (name: string, text: string) => void } = {},
+): Promise<TemplateUpdate> {
+  const info = unitNameInfo(template);
+  if (info.kind !== 'template') throw new FlotillaError('invalid-input', `${template} is not a template unit`);
+  const jobs = await registry.listUnits();
+  const instances = jobs.filter((j) => { const i = unitNameInfo(j.name); return i.kind === 'instance' && i.template === template; }).map((j) => j.name).sort();
+  const units = [...(jobs.some((j) => j.name === template) ? [template] : []), ...instances];
+  if (units.length === 0) throw new FlotillaError('not-found', `neither ${template} nor any instance of it is submitted`);
+  for (const u of instances) opts.checkInstance?.(u, text);
+  const oldText = new Map<string, string>();
+  for (const u of units) {
+    const unit = await registry.getUnit(u);
+    if (unit) oldText.set(u, unit.text);
+  }
+  const updated: string[] = [];
+  for (const u of units) {
+    const outcome = await updateUnit(registry, u, text, options, opts);
+    if (!outcome || outcome.ok) {
+      updated.push(u);
+      continue;
+    }
+    const reverted: string[] = [];
+    if (options.rollbackOnFailure) {
+      for (const back of [...updated].reverse()) {
+        opts.log?.(`${back}: putting the old content back`);
+        const r = await updateUnit(registry, back, oldText.get(back)!, { ...options, rollbackOnFailure: false }, opts);
+        if (r && !r.ok) throw new FlotillaError('external', `rolling ${back} back failed: ${r.rollout.error ?? r.rollout.phase}; ${template} instances now have mixed contents`);
+        reverted.push(back);
+      }
+    }
+    return { updated: options.rollbackOnFailure ? [] : updated, failed: { unit: u, outcome }, reverted };
+  }
+  return { updated, reverted: [] };
 }
 
 /** Continues a rollout that was interrupted or stopped by a failure. */

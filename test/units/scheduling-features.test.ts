@@ -274,3 +274,42 @@ test('a new body that fails stops the rollout and rolls back; an interrupted upd
     await f.stop();
   }
 });
+
+test('updating a template rolls every submitted instance in turn; a failing one puts the updated ones back', async () => {
+  const f = new FleetFixture([etcd.endpoint], 'template');
+  const machines = ['m1', 'm2'];
+  try {
+    for (const id of machines) await f.start({ id });
+    const c = await f.units();
+    const spread = (body: string) => body.replace('Global=true', 'Conflicts=%p@*.service');
+    const file = f.writeUnit('app@.service', spread(versioned(f, 'v1')));
+    await c.submit([file]);
+    await c.setState(['app@1.service', 'app@2.service'], 'launched');
+    await f.waitRows((rows) => rows.filter((r) => r.unit.startsWith('app@') && r.active === 'active').length === 2, 20_000);
+    const conn = ['--endpoints', etcd.endpoint, '--cluster', 'template'];
+    const where = placements(await c.listUnits());
+    const markers = () => ({ 'app@1.service': versionsOn(f, 'app@1.service', where['app@1.service']!), 'app@2.service': versionsOn(f, 'app@2.service', where['app@2.service']!) });
+
+    fs.writeFileSync(file, spread(versioned(f, 'v2')));
+    let r = await cli('units', 'update', file, '--min-ready', '0.3', '--timeout', '20', ...conn);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'Unit app@.service updated\nUnit app@1.service updated\nUnit app@2.service updated\n');
+    await sleep(300);
+    assert.deepEqual(Object.values(markers()).flatMap((m) => Object.values(m)), ['v2', 'v2']);
+    const v2 = (await c.registry.getUnit('app@.service'))!.text;
+
+    // Instance 1 fails with the bad body: it is rolled back and the template gets v2 back; instance 2 is never touched.
+    fs.writeFileSync(file, spread(versioned(f, 'bad', { exitCode: 3 })));
+    r = await cli('units', 'update', file, '--min-ready', '0.5', '--timeout', '20', '--rollback-on-failure', ...conn);
+    assert.equal(r.code, 6, r.stderr);
+    assert.equal(r.stdout, 'Unit app@.service put back to its old content\n');
+    assert.match(r.stderr, /rolling update of app@1\.service failed: .*failed \(exit-code\)/);
+    for (const u of ['app@.service', 'app@1.service', 'app@2.service']) assert.equal((await c.registry.getUnit(u))!.text, v2, u);
+    assert.equal((await c.registry.getRollout('app@2.service'))!.phase, 'done', 'instance 2 keeps its earlier, finished update');
+    await f.waitRows((rows) => rows.filter((x) => x.unit.startsWith('app@') && x.active === 'active').length === 2, 20_000);
+    await sleep(300);
+    assert.deepEqual(Object.values(markers()).flatMap((m) => Object.values(m)), ['v2', 'v2']);
+  } finally {
+    await f.stop();
+  }
+});

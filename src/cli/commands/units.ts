@@ -1,9 +1,9 @@
 import { FlotillaError, formatProblem } from '../../errors';
 import { readTextFile } from '../../util/fs';
-import { UnitsClient, readUnitArgs, unitFileProblems, type UnitRow } from '../../units/client';
+import { UnitsClient, checkUnitText, readUnitArgs, unitFileProblems, type UnitRow } from '../../units/client';
 import { readTls } from '../../units/fleetd';
 import { Registry, type Rollout } from '../../units/registry';
-import { DEFAULT_ROLLOUT_OPTIONS, resumeRollout, rollBack, updateUnit, type RolloutOutcome } from '../../units/rollout';
+import { DEFAULT_ROLLOUT_OPTIONS, resumeRollout, rollBack, updateTemplate, updateUnit, type RolloutOutcome } from '../../units/rollout';
 import { avoidReason } from '../../units/unit-policy';
 import { connectRecord, readRecord } from '../../provision/local/up';
 import { intOpt, stringOpt, type CommandSpec, type OptionSpec, type ParsedCommand, type CliIO } from '../command';
@@ -93,9 +93,12 @@ function describeRollout(r: Rollout): string {
 function finishRollout(io: CliIO, p: ParsedCommand, outcome: RolloutOutcome): number {
   printJsonOr(io, p, outcome.rollout, () => describeRollout(outcome.rollout));
   if (outcome.ok) return 0;
-  const r = outcome.rollout;
+  throw rolloutFailure(outcome.rollout);
+}
+
+function rolloutFailure(r: Rollout): FlotillaError {
   const next = r.phase === 'rolled-back' ? 'the old content runs everywhere again' : r.phase === 'failed' ? `fix and run: flotilla units rollout resume ${r.unit} (or rollback)` : '';
-  throw new FlotillaError('external', `rolling update of ${r.unit} failed: ${r.error ?? r.phase}; ${next}`);
+  return new FlotillaError('external', `rolling update of ${r.unit} failed: ${r.error ?? r.phase}; ${next}`);
 }
 
 const rolloutOptions: Record<string, OptionSpec> = {
@@ -315,15 +318,22 @@ export const unitsCommands: CommandSpec[] = [
         rollbackOnFailure: Boolean(p.values['rollback-on-failure']),
         ...(stringOpt(p, 'health-cmd', 'units update') ? { healthCmd: stringOpt(p, 'health-cmd', 'units update')! } : {}),
       };
-      if (unitNameInfo(unit!.name).kind === 'template') {
-        throw new FlotillaError('invalid-input', `${files[0]}: ${unit!.name} is a template; its instances carry their own copies of the text: update each instance (e.g. ${unit!.name.replace('@.', '@1.')})`);
-      }
       return withClient(p, 'units update', async (c) => {
         const abort = new AbortController();
         const onSignal = () => abort.abort();
         process.once('SIGINT', onSignal);
         process.once('SIGTERM', onSignal);
         try {
+          if (unitNameInfo(unit!.name).kind === 'template') {
+            const t = await updateTemplate(c.registry, unit!.name, unit!.text, options, {
+              log: (l) => io.err(`${l}\n`),
+              signal: abort.signal,
+              checkInstance: (name, text) => void checkUnitText(name, text, `${files[0]} (as ${name})`),
+            });
+            printJsonOr(io, p, t, () => `${t.updated.map((u) => `Unit ${u} updated\n`).join('')}${t.reverted.map((u) => `Unit ${u} put back to its old content\n`).join('')}`);
+            if (t.failed) throw rolloutFailure(t.failed.outcome.rollout);
+            return 0;
+          }
           const outcome = await updateUnit(c.registry, unit!.name, unit!.text, options, { log: (l) => io.err(`${l}\n`), signal: abort.signal });
           if (!outcome) {
             printJsonOr(io, p, { unit: unit!.name, changed: false }, () => `Unit ${unit!.name} already has this content\n`);
