@@ -313,3 +313,28 @@ test('updating a template rolls every submitted instance in turn; a failing one 
     await f.stop();
   }
 });
+
+test('failure backoffs live in etcd: a new engine leader keeps the unit off the machine it failed on', async () => {
+  const f = new FleetFixture([etcd.endpoint], 'keepoff');
+  try {
+    // m3 starts first and leads; the unit may run on m1 or m2 only.
+    const first = await f.start({ id: 'm3', metadata: { pool: 'b' } });
+    for (const id of ['m1', 'm2']) await f.start({ id, metadata: { pool: 'a' } });
+    const c = await f.units();
+    assert.equal((await c.registry.getLeader())?.candidateId, 'm3');
+    await c.setState([f.writeUnit('flaky.service', flakyUnit(f, ['m1'], ['MachineMetadata=pool=a', 'X-Flotilla-RescheduleBackoff=2min']))], 'launched');
+    await f.waitRows((rows) => rows.some((r) => r.unit === 'flaky.service' && r.machine === 'm2' && r.active === 'active'), 20_000);
+    // The leader goes; another engine takes over. Then m2 goes: m1 is the only machine left in the pool.
+    await first.stop();
+    f.inProcess.delete('m3');
+    for (let i = 0; i < 100 && ['m3', undefined].includes((await c.registry.getLeader())?.candidateId); i++) await sleep(100);
+    await f.inProcess.get('m2')!.stop();
+    f.inProcess.delete('m2');
+    const rows = await f.waitRows((rows) => rows.some((r) => r.unit === 'flaky.service' && !r.machine && r.reason), 20_000);
+    assert.match(rows.find((r) => r.unit === 'flaky.service')!.reason!, /^no eligible machine among 1: failed on m1 once \(start-limit-hit\); avoided until /);
+    await sleep(400);
+    assert.deepEqual(f.runningOn('flaky.service', 300), [], 'no copy runs anywhere');
+  } finally {
+    await f.stop();
+  }
+});
