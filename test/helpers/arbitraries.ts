@@ -70,8 +70,12 @@ export function checkProperty<Ts extends [unknown, ...unknown[]]>(
 ): void {
   const runs = Math.max(1, Math.round(numRuns * RUN_FACTOR));
   t.diagnostic(`fast-check seed ${PROPERTY_SEED}, ${runs} runs (replay: FLOTILLA_PROPERTY_SEED=${PROPERTY_SEED})`);
+  const cpu = process.cpuUsage();
   // includeErrorInReport: the test runner does not print the failing assertion kept as the cause.
   fc.assert(property, { seed: PROPERTY_SEED, numRuns: runs, includeErrorInReport: true });
+  // CPU time rather than wall time: it measures the property, not what else the machine runs.
+  const used = process.cpuUsage(cpu);
+  t.diagnostic(`cpu ${((used.user + used.system) / 1e6).toFixed(2)} s`);
 }
 
 /** The number of runs a file must reach per target, scaled like the runs themselves. */

@@ -2,8 +2,9 @@
  * Reading a legacy cloud-config from its YAML syntax tree (not from plain JS data), so that
  * every problem carries the line it comes from and scalars keep the text they were written as.
  */
-import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, parseDocument, YAMLParseError, type Document, type Node, type Pair } from 'yaml';
 import type { Problem } from '../../errors';
+import { excessiveNesting, positionsIn } from '../yaml-source';
 
 /** A place in the source: field path plus line and column (1-based) when known. */
 export interface Where {
@@ -49,39 +50,36 @@ export class LegacySource {
   readonly errors: Problem[] = [];
   readonly warnings: Problem[] = [];
   readonly doc: Document;
-  private readonly lineCounter = new LineCounter();
+  private readonly position: (offset: number) => { line: number; column: number };
 
   constructor(
     readonly text: string,
     readonly file: string,
   ) {
+    // Positions are counted here: the yaml package's LineCounter can miss a line end while recovering from errors.
+    this.position = positionsIn(text);
+    // Too deep to parse the same way every time: an empty document with that one syntax error.
+    const deep = excessiveNesting(text);
     // YAML 1.1 because coreos-cloudinit used go-yaml v1: `enable: yes` is a boolean there.
-    this.doc = parseDocument(text, { version: '1.1', lineCounter: this.lineCounter, uniqueKeys: true });
+    this.doc = parseDocument(deep ? '' : text, { version: '1.1', uniqueKeys: true, prettyErrors: false });
+    if (deep) this.doc.errors.push(new YAMLParseError([deep.offset, deep.offset + 1], 'RESOURCE_EXHAUSTION', deep.message));
     for (const e of this.doc.errors) {
-      const pos = e.linePos?.[0];
       this.errors.push({
         path: '',
         message: `YAML syntax error: ${e.code === 'MULTIPLE_DOCS' ? 'the file holds more than one YAML document' : firstSentence(e.message)}`,
         file,
-        ...(pos ? { line: pos.line, column: pos.col } : {}),
+        ...this.position(e.pos[0]),
       });
     }
     for (const w of this.doc.warnings) {
-      const pos = w.linePos?.[0];
-      this.warnings.push({
-        path: '',
-        message: `YAML: ${firstSentence(w.message)}`,
-        file,
-        ...(pos ? { line: pos.line, column: pos.col } : {}),
-      });
+      this.warnings.push({ path: '', message: `YAML: ${firstSentence(w.message)}`, file, ...this.position(w.pos[0]) });
     }
   }
 
   where(path: string, node: Node | null | undefined, fallback?: Where): Where {
     const offset = node?.range?.[0];
     if (offset === undefined) return fallback ? { ...fallback, path } : { path };
-    const pos = this.lineCounter.linePos(offset);
-    return { path, line: pos.line, column: pos.col };
+    return { path, ...this.position(offset) };
   }
 
   error(at: Where, message: string): void {
