@@ -24,6 +24,7 @@ import { generateHostKey, generateKeyPair } from '../../src/config/ssh-keys';
 import { cloudInitSchema, hasTool, ignitionValidate } from '../../src/config/validators';
 import type { ResolvedSpec } from '../../src/config/spec';
 import { bundleAgent } from '../../src/provision/local/bundle';
+import { debCacheDir } from '../../src/provision/local/state';
 import { agentArchive, buildAgentArtifacts, tar, type AgentArtifacts } from '../../src/provision/pulumi/agent-archive';
 import { checkReplaceMembers } from '../../src/provision/pulumi/aws';
 import { CONTAINER_IMAGES, REJOIN_ENV, SETUP_PATHS, setupSnippets, SYSTEMCTL_SHIM, type NodeSetup } from '../../src/provision/pulumi/aws-bootstrap';
@@ -139,7 +140,8 @@ class FakeAws {
   constructor(
     readonly objectKey: string,
     readonly body: Buffer,
-    readonly roleDelay: number,
+    /** IMDS answers "no role" until this many role requests have been made. */
+    public roleDelay: number,
   ) {
     this.server = http.createServer((req, res) => this.handle(req, res));
   }
@@ -184,16 +186,52 @@ class FakeAws {
   }
 }
 
-function runNode(args: string[], cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runNode(args: string[], cwd: string, bin = process.execPath, env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     // A plain node, as on the instance: no tsx, no repository on the module path.
-    const child = spawn('node', args, { cwd, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+    const child = spawn(bin, args, { cwd, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/**
+ * Debian 12's nodejs 18 (what the AMI installs), unpacked from the image build's .deb cache with
+ * its libraries and the builtins Debian keeps in /usr/share/nodejs, behind a wrapper that runs it
+ * in a private mount namespace where that directory is the unpacked one. Undefined when the
+ * .debs are not there.
+ */
+function debianNode18(): { what: string; bin: string; env: NodeJS.ProcessEnv } | undefined {
+  const debs = debCacheDir();
+  const wanted = ['nodejs_', 'libnode108_', 'libuv1_', 'libicu72_', 'libnghttp2-14_', 'libbrotli1_', 'libc-ares2_'];
+  let names: string[];
+  try {
+    names = fs.readdirSync(debs);
+  } catch {
+    return undefined;
+  }
+  const files = wanted.map((w) => names.find((f) => f.startsWith(w) && f.endsWith('_amd64.deb')));
+  if (files.some((f) => f === undefined)) return undefined;
+  const root = path.join(tmp, 'debian-node18');
+  for (const f of [...files, ...names.filter((n) => n.startsWith('node-') && n.endsWith('_all.deb'))]) {
+    if (run('dpkg-deb', ['-x', path.join(debs, f!), root]).status !== 0) return undefined;
+  }
+  const bin = path.join(tmp, 'debian-node18.sh');
+  fs.writeFileSync(
+    bin,
+    [
+      '#!/bin/sh',
+      `exec unshare --mount --propagation private sh -c 'mount -t tmpfs tmpfs /usr/share && mkdir /usr/share/nodejs && mount --bind "$0/usr/share/nodejs" /usr/share/nodejs && LD_LIBRARY_PATH="$0/usr/lib/x86_64-linux-gnu" exec "$0/usr/bin/node" "$@"' '${root}' "$@"`,
+      '',
+    ].join('\n'),
+    { mode: 0o755 },
+  );
+  const v = spawnSync(bin, ['-e', 'process.stdout.write(process.version)'], { encoding: 'utf8' });
+  if (v.status !== 0 || !v.stdout.startsWith('v18.')) return undefined;
+  return { what: `Debian 12's nodejs ${v.stdout.trim()}`, bin, env: {} };
 }
 
 describe('the fetcher script from user-data, in a plain node, against IMDSv2 and S3 stand-ins on 127.0.0.1', { skip: HAVE_BOTOCORE ? false : 'python3 botocore not installed (the stand-in checks signatures with it)' }, () => {
@@ -214,26 +252,40 @@ describe('the fetcher script from user-data, in a plain node, against IMDSv2 and
     return file;
   }
 
-  it('waits for the role, fetches with a signature S3 accepts, checks the sha512 and extracts an agent that runs', async () => {
-    const dest = path.join(tmp, 'usr-local');
-    const r = await runNode([script, source(dest)], tmp);
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal(fake.roleRequests, 3, 'two attempts without a role, then one with it');
-    assert.match(r.stderr, /attempt 1\/4: no instance role yet/);
-    assert.deepEqual(fake.s3Requests.map((q) => [q.path, q.verdict]), [[`/${key}`, 'ok']]);
-    assert.equal(fake.s3Requests[0]!.headers['x-amz-security-token'], fake.creds.sessionToken);
-    assert.match(r.stdout, /sha512 ok\) extracted under/);
-    assert.equal(fs.statSync(path.join(dest, 'bin/flotilla')).mode & 0o777, 0o755);
-    assert.ok(fs.existsSync(path.join(dest, 'lib/flotilla/node_modules/etcd3/proto/rpc.proto')));
-    assert.deepEqual(fs.readdirSync(dest).sort(), ['bin', 'lib'], 'no temporary file left');
-    // The bundle reads its files from /usr/local/lib/flotilla: run it where the instance would
-    // have it, with the extracted tree mounted on /usr/local in a private mount namespace.
-    const v = run('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `mount --bind '${dest}' /usr/local && /usr/local/bin/flotilla --version`]);
-    assert.equal(v.status, 0, v.stderr);
-    assert.match(v.stdout, /^flotilla /);
-  });
+  /** Node.js builds to run the fetcher with: this host's, and Debian 12's own nodejs 18 (what the AMI installs) when its .debs are in the image build's cache. */
+  const debianNode = debianNode18();
+  const nodes: Array<{ what: string; bin: string; env: NodeJS.ProcessEnv } | { what: string; skip: string }> = [
+    { what: `this host's node ${process.version}`, bin: process.execPath, env: {} },
+    debianNode ?? { what: "Debian 12's nodejs 18", skip: `Debian's nodejs .debs are not in ${debCacheDir()} (flotilla image build puts them there)` },
+  ];
+  for (const n of nodes) {
+    it(`with ${n.what}: waits for the role, fetches with a signature S3 accepts, checks the sha512 and extracts an agent that runs`, { skip: 'skip' in n ? n.skip : false }, async () => {
+      if ('skip' in n) return;
+      const dest = path.join(tmp, `usr-local-${nodes.indexOf(n)}`);
+      const roleRequestsBefore = fake.roleRequests;
+      const s3Before = fake.s3Requests.length;
+      fake.roleDelay = roleRequestsBefore + 2;
+      const r = await runNode([script, source(dest)], tmp, n.bin, n.env);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(fake.roleRequests - roleRequestsBefore, 3, 'two attempts without a role, then one with it');
+      assert.match(r.stderr, /attempt 1\/4: no instance role yet/);
+      const s3 = fake.s3Requests.slice(s3Before);
+      assert.deepEqual(s3.map((q) => [q.path, q.verdict]), [[`/${key}`, 'ok']]);
+      assert.equal(s3[0]!.headers['x-amz-security-token'], fake.creds.sessionToken);
+      assert.match(r.stdout, /sha512 ok\) extracted under/);
+      assert.equal(fs.statSync(path.join(dest, 'bin/flotilla')).mode & 0o777, 0o755);
+      assert.ok(fs.existsSync(path.join(dest, 'lib/flotilla/node_modules/etcd3/proto/rpc.proto')));
+      assert.deepEqual(fs.readdirSync(dest).sort(), ['bin', 'lib'], 'no temporary file left');
+      // The bundle reads its files from /usr/local/lib/flotilla: run it where the instance would
+      // have it, with the extracted tree mounted on /usr/local in a private mount namespace.
+      const v = run('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `mount --bind '${dest}' /usr/local && '${n.bin}' /usr/local/bin/flotilla --version`]);
+      assert.equal(v.status, 0, v.stderr);
+      assert.match(v.stdout, /^flotilla /);
+    });
+  }
 
   it('refuses an archive whose sha512 differs from user-data, leaving nothing extracted', async () => {
+    fake.roleDelay = 0;
     const dest = path.join(tmp, 'bad-digest');
     const r = await runNode([script, source(dest, { sha512: 'ab'.repeat(64), attempts: 2 })], tmp);
     assert.equal(r.code, 1);
@@ -242,6 +294,7 @@ describe('the fetcher script from user-data, in a plain node, against IMDSv2 and
   });
 
   it('fails with S3 error code for an object the role may not read', async () => {
+    fake.roleDelay = 0;
     const dest = path.join(tmp, 'denied');
     const r = await runNode([script, source(dest, { key: 'demo/node2.ign', attempts: 1 })], tmp);
     assert.equal(r.code, 1);
