@@ -83,7 +83,7 @@ export function etcdPeerUrl(spec: ResolvedSpec, node: Pick<ResolvedNode, 'addres
  */
 function joinInitialCluster(spec: ResolvedSpec, node: ResolvedNode): string {
   const join = node.etcdJoin!;
-  const field = `nodes[${spec.nodes.indexOf(node)}].etcdJoin.members`;
+  const field = `nodes[${spec.nodes.findIndex((n) => n.name === node.name)}].etcdJoin.members`;
   const self = join.members.filter((m) => m.name === node.name);
   if (self.length !== 1 || self[0]!.peerUrl !== etcdPeerUrl(spec, node)) {
     throw new FlotillaError('invalid-input', `${field}: must list ${node.name} once with its peer URL ${etcdPeerUrl(spec, node)}`, [{ path: field, message: `must list ${node.name} with ${etcdPeerUrl(spec, node)}` }]);
@@ -206,7 +206,7 @@ export function nodeFiles(spec: ResolvedSpec, node: ResolvedNode): NodeFiles {
   const files: NodeFile[] = [];
   const units: NodeUnit[] = [];
   if (node.etcdJoin && !node.etcdMember) {
-    const field = `nodes[${spec.nodes.indexOf(node)}].etcdJoin`;
+    const field = `nodes[${spec.nodes.findIndex((n) => n.name === node.name)}].etcdJoin`;
     throw new FlotillaError('invalid-input', `${field}: ${node.name} is not an etcd member, so it cannot join the etcd cluster`, [{ path: field, message: 'not an etcd member' }]);
   }
   if (node.etcdMember) {
