@@ -46,6 +46,13 @@ export function parseEndpointHealth(stdout: string): Map<string, boolean> {
   return new Map(list.map((e) => [new URL(e.endpoint).hostname, e.health === true]));
 }
 
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new FlotillaError('timeout', `no answer within ${ms} ms`)), ms)));
+  p.catch(() => undefined);
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
 const SAFE_WORD = /^[A-Za-z0-9@._:/-]+$/;
 
 export class LocalChaosCluster implements ChaosControl, ChaosObserver {
@@ -224,7 +231,8 @@ export class LocalChaosCluster implements ChaosControl, ChaosObserver {
       this.nodes.map(async (n): Promise<[string, Map<string, string>] | undefined> => {
         if (opts.units.length === 0 || runningPid(this.node(n.name).pidFile) === undefined) return undefined;
         try {
-          const r = await this.exec(n.name, `systemctl show -p Id -p ActiveState -- ${opts.units.join(' ')}`, 20_000);
+          // Bounded as a whole (a reconnect included): one stalled node must not stall every observation.
+          const r = await withTimeout(this.exec(n.name, `systemctl show -p Id -p ActiveState -- ${opts.units.join(' ')}`, 20_000), 30_000);
           return r.code === 0 ? [n.machineId, parseActiveStates(r.stdout)] : undefined;
         } catch {
           return undefined; // unreachable now: the registry's reported states stand in
@@ -247,7 +255,7 @@ export class LocalChaosCluster implements ChaosControl, ChaosObserver {
   private async etcdHealth(via: string): Promise<Map<string, boolean>> {
     let byHost = new Map<string, boolean>();
     try {
-      const r = await this.exec(via, etcdctlCommand(this.record, 'endpoint health --cluster -w json'), 30_000);
+      const r = await withTimeout(this.exec(via, etcdctlCommand(this.record, 'endpoint health --cluster -w json'), 30_000), 40_000);
       byHost = parseEndpointHealth(r.stdout);
     } catch {
       /* etcdctl timed out or printed no list: nobody is known to be healthy */
