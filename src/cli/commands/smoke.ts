@@ -38,6 +38,7 @@ export const smokeCommand: CommandSpec = {
     out: { type: 'string', short: 'o', description: 'write the report here too', valueName: 'FILE' },
     artifacts: { type: 'string', description: 'artifacts directory (default ./flotilla-artifacts)', valueName: 'DIR' },
     keep: { type: 'boolean', description: 'leave the cluster up when a check fails' },
+    'leave-up': { type: 'boolean', description: 'leave the cluster up whatever the result (more checks to run; flotilla down when done)' },
   },
   details: 'Exit status: 0 when the cluster came up and every check passed; artifacts are kept either way.',
   async run(p, io) {
@@ -76,8 +77,9 @@ export const smokeCommand: CommandSpec = {
         artifacts.writeTimelines(bootTimes(record), { title: `cluster ${record.name}` });
         artifacts.writeIndex({ cluster: record.name, phases: record.phases, timeline: record.timeline, cpuSeconds: record.cpuSeconds });
       }
-      if (ok || !p.values.keep) await downLocal(spec.name);
-      else io.err(`smoke: cluster ${spec.name} left up (--keep); flotilla down --name ${spec.name} when done\n`);
+      const leave = p.values['leave-up'] === true || (!ok && p.values.keep === true);
+      if (!leave) await downLocal(spec.name);
+      else io.err(`smoke: cluster ${spec.name} left up (${p.values['leave-up'] ? '--leave-up' : '--keep'}); flotilla down --name ${spec.name} when done\n`);
       io.err(`smoke: artifacts in ${artifactsDir}\n`);
     }
   },

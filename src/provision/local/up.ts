@@ -21,14 +21,14 @@ import { generatePki, installScript, nodePkiFiles, readPki, writePki, type Clust
 import { libvirtQemuPid } from '../libvirt/driver';
 import { clusterDir, consoleMarkers, destroyCluster, startCluster } from './cluster';
 import { probeAccelerator } from './accel';
+import { tuneForEmulation } from './tcg';
 import { ensureImage, type BuildProgress, type ImageInfo } from './image';
 import type { Accelerator } from './qemu-args';
 import { cpuSeconds, runningPid } from './qemu';
 import { sshConnect, sshExec, waitForSsh, type SshAuth } from './ssh';
 import { openTunnel, type Tunnel } from './tunnel';
 
-/** Lease TTL for agents on emulated (TCG) nodes; see upLocal. */
-export const TCG_MIN_TTL_SECONDS = 10;
+export { TCG_MIN_TTL_SECONDS } from './tcg';
 
 export const PHASES = ['image', 'render', 'launch', 'kernel', 'ssh', 'first-boot', 'secrets', 'etcd', 'agents'] as const;
 export type Phase = (typeof PHASES)[number];
@@ -274,11 +274,10 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
   fs.mkdirSync(f.dir, { recursive: true, mode: 0o700 });
   const key = clusterKey(f.key);
   let spec: ResolvedSpec = { ...spec0, ssh: { ...spec0.ssh, authorizedKeys: [...new Set([...spec0.ssh.authorizedKeys, key.publicKey])] } };
-  // Emulated vCPUs on a busy host stall for seconds: with a short lease TTL the agents
-  // would fence themselves over and over (fleet #972). Trade failover speed for stability.
-  if (accel.accel === 'tcg' && spec.agent.ttlSeconds < TCG_MIN_TTL_SECONDS) {
-    progress({ phase: 'render', state: 'info', detail: `TCG: agent lease TTL raised from ${spec.agent.ttlSeconds} s to ${TCG_MIN_TTL_SECONDS} s (emulated CPUs stall; failover takes up to the TTL)` });
-    spec = { ...spec, agent: { ...spec.agent, ttlSeconds: TCG_MIN_TTL_SECONDS } };
+  if (accel.accel === 'tcg') {
+    const tuned = tuneForEmulation(spec);
+    for (const note of tuned.notes) progress({ phase: 'render', state: 'info', detail: `TCG: ${note}` });
+    spec = tuned.spec;
   }
   const format = opts.format ?? spec.format;
   const { rendered, pki } = await phase<{ rendered: RenderedNode[]; pki: ClusterPki | undefined }>(

@@ -1,6 +1,9 @@
 /**
- * End to end: `up` boots the 3-node example cluster on QEMU from its generated first-boot
- * config, and the cluster is proved healthy from the outside; `down` leaves nothing behind.
+ * End to end, the CI smoke test: `flotilla smoke` boots the 3-node example cluster on QEMU
+ * from its generated first-boot config, verifies it over pinned SSH (node, etcd, fleet and
+ * discovery suites) and writes the JUnit report and artifacts; the cluster is left up
+ * (--leave-up) so that it can also be proved healthy from the outside here; `down` then
+ * leaves nothing behind. The JUnit report stays in test-artifacts/smoke/ (FLOTILLA_TEST_ARTIFACTS).
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -11,21 +14,50 @@ import { generateKeyPair } from '../../src/config/ssh-keys';
 import { loadSpecFile } from '../../src/config/load';
 import { clusterDir } from '../../src/provision/local/cluster';
 import { sshConnect, sshExec } from '../../src/provision/local/ssh';
-import { connectRecord, downLocal, etcdctlCommand, sshAuth, upLocal, type ClusterRecord } from '../../src/provision/local/up';
+import { connectRecord, downLocal, etcdctlCommand, readRecord, sshAuth, upLocal, type ClusterRecord } from '../../src/provision/local/up';
 import { UnitsClient } from '../../src/units/client';
 import { cli } from '../helpers/cli';
+import { findAll, parseXml } from '../verify/xml';
 
-const EXAMPLE = path.join(__dirname, '..', '..', 'examples', 'three-node.yaml');
+const ROOT = path.join(__dirname, '..', '..');
+const EXAMPLE = path.join(ROOT, 'examples', 'three-node.yaml');
+const ARTIFACTS = path.resolve(process.env.FLOTILLA_TEST_ARTIFACTS ?? path.join(ROOT, 'test-artifacts'), 'smoke');
 
-test('up boots the 3-node example: pinned SSH, etcd over TLS, agents with metadata, a unit placed; down cleans up', { timeout: 30 * 60_000 }, async () => {
+test('smoke on the 3-node example: every check passes, JUnit and artifacts kept; from outside: pinned SSH, etcd TLS, agents, a unit placed; down cleans up', { timeout: 30 * 60_000 }, async () => {
   const spec = { ...loadSpecFile(EXAMPLE), name: 'e2e' };
   await downLocal(spec.name); // a previous run that died mid-way
+  fs.rmSync(ARTIFACTS, { recursive: true, force: true });
+  const junit = path.join(ARTIFACTS, 'junit.xml');
   let record: ClusterRecord | undefined;
   try {
-    const events: string[] = [];
-    ({ record } = await upLocal({ spec, progress: (e) => e.state === 'done' && events.push(`${e.phase} ${e.seconds!.toFixed(1)}s`) }));
-    console.log(`# up phases: ${events.join(', ')}`);
-    for (const n of record.nodes) console.log(`# ${n.name}: ${JSON.stringify(record.timeline[n.name])} cpu ${record.cpuSeconds[n.name]}s`);
+    const smoke = await cli('smoke', '--spec', EXAMPLE, '--name', 'e2e', '--format', 'junit', '--out', junit, '--artifacts', ARTIFACTS, '--leave-up');
+    for (const line of smoke.stderr.split('\n').filter((l) => /done in|checks passed|verifying/.test(l))) console.log(`# ${line}`);
+    record = readRecord('e2e');
+    assert.ok(record, `smoke left no cluster record: ${smoke.stderr.slice(-2000)}`);
+    for (const n of record.nodes) console.log(`# ${n.name}: ${JSON.stringify(record.timeline[n.name])}${record.cpuSeconds?.[n.name] !== undefined ? ` cpu ${record.cpuSeconds[n.name]} s` : ''}`);
+    assert.ok(fs.existsSync(junit), `smoke wrote no report (exit ${smoke.code}): ${smoke.stderr.slice(-3000)}`);
+
+    // The JUnit report: well-formed, every check passed (skips are "not applicable").
+    const xml = parseXml(fs.readFileSync(junit, 'utf8'));
+    const cases = findAll(xml, 'testcase');
+    const bad = cases.filter((c) => c.children.some((ch) => ch.name === 'failure' || ch.name === 'error'));
+    console.log(`# smoke: ${cases.length} checks, report ${junit}`);
+    assert.equal(bad.length, 0, `failed checks:\n${bad.map((c) => `${c.attrs.classname} ${c.attrs.name}: ${c.children.map((ch) => ch.attrs.message).join(' ')}`).join('\n')}`);
+    assert.equal(smoke.code, 0, smoke.stderr.slice(-2000));
+    assert.deepEqual(xml.attrs.failures, '0');
+    const suites = new Set(cases.map((c) => c.attrs.classname!.split('.').pop()));
+    for (const s of ['node', 'etcd', 'fleet']) assert.ok(suites.has(s), `suite ${s} ran`);
+    const passedPerNode = (pattern: RegExp): string[] => cases.filter((c) => pattern.test(c.attrs.name!) && !c.children.some((ch) => ch.name === 'skipped')).map((c) => c.attrs.name!);
+    assert.equal(passedPerNode(/member healthy/).length, 3, 'etcd health checked on every member');
+    assert.equal(passedPerNode(/first boot finished/).length, 3);
+
+    // Artifacts: the report in every format, each node's console, rendered config and timeline.
+    for (const f of ['report.json', 'report.xml', 'report.tap', 'report.txt', 'boot-timeline.svg', 'index.json']) assert.ok(fs.existsSync(path.join(ARTIFACTS, f)), `artifact ${f}`);
+    for (const n of record.nodes) {
+      assert.match(fs.readFileSync(path.join(ARTIFACTS, n.name, 'console.log'), 'utf8'), /Linux version/);
+      assert.ok(fs.readdirSync(path.join(ARTIFACTS, n.name, 'config')).length > 0, `${n.name} rendered config kept`);
+      assert.match(fs.readFileSync(path.join(ARTIFACTS, n.name, 'boot-timeline.svg'), 'utf8'), /^<svg|<\?xml/);
+    }
 
     // up again: reports the running cluster, changes nothing.
     const again = await upLocal({ spec });
