@@ -6,7 +6,8 @@ import { checkSeed } from '../../chaos/prng';
 import { formatChaosReport } from '../../chaos/report';
 import { runChaos, timingsFor } from '../../chaos/runner';
 import { downLocal, readRecord, upLocal, type ClusterRecord } from '../../provision/local/up';
-import { intOpt, stringOpt, type CommandSpec } from '../command';
+import { choiceOpt, intOpt, stringOpt, type CommandSpec } from '../command';
+import { CONFIG_FORMATS } from '../../config/spec';
 import { localSpecFromFlags } from './cluster';
 
 export const chaosCommand: CommandSpec = {
@@ -17,6 +18,7 @@ export const chaosCommand: CommandSpec = {
     spec: { type: 'string', description: 'spec for the cluster brought up (default: --nodes N generic nodes)', valueName: 'FILE' },
     nodes: { type: 'string', description: 'number of nodes without a spec (default 3)', valueName: 'N' },
     name: { type: 'string', description: "name of the cluster brought up (default: the spec's, or 'chaos')", valueName: 'NAME' },
+    format: { type: 'string', description: `first-boot format of the cluster brought up: ${CONFIG_FORMATS.join(' | ')}`, valueName: 'FORMAT' },
     faults: { type: 'string', short: 'k', description: 'number of faults (default 5: one of each kind)', valueName: 'K' },
     seed: { type: 'string', short: 's', description: 'PRNG seed for order and targets (default: random, printed)', valueName: 'S' },
     kinds: { type: 'string', description: `fault kinds to draw from, comma-separated (default all: ${Object.keys(FAULT_SUMMARY).join(',')})`, valueName: 'LIST' },
@@ -33,8 +35,8 @@ export const chaosCommand: CommandSpec = {
     const cmd = 'chaos';
     if (p.positionals.length) throw new FlotillaError('usage', `flotilla chaos: unexpected argument "${p.positionals[0]}"`);
     const clusterName = stringOpt(p, 'cluster', cmd);
-    if (clusterName && (p.values.spec !== undefined || p.values.nodes !== undefined || p.values.name !== undefined)) {
-      throw new FlotillaError('usage', 'flotilla chaos: --cluster runs against an existing cluster; --spec, --nodes and --name are for bringing one up');
+    if (clusterName && (p.values.spec !== undefined || p.values.nodes !== undefined || p.values.name !== undefined || p.values.format !== undefined)) {
+      throw new FlotillaError('usage', 'flotilla chaos: --cluster runs against an existing cluster; --spec, --nodes, --name and --format are for bringing one up');
     }
     const count = intOpt(p, 'faults', cmd, 1, 1000) ?? 5;
     const seedText = stringOpt(p, 'seed', cmd);
@@ -52,8 +54,9 @@ export const chaosCommand: CommandSpec = {
       record = r;
     } else {
       const spec = localSpecFromFlags(p, cmd, 'chaos');
+      const format = choiceOpt(p, 'format', cmd, CONFIG_FORMATS);
       log(`bringing up cluster ${spec.name} (${spec.nodes.length} nodes)`);
-      const up = await upLocal({ spec, progress: (e) => e.state === 'done' && log(`up: ${e.phase} done in ${e.seconds!.toFixed(1)} s`) });
+      const up = await upLocal({ spec, ...(format ? { format } : {}), progress: (e) => e.state === 'done' && log(`up: ${e.phase} done in ${e.seconds!.toFixed(1)} s`) });
       record = up.record;
       if (!up.already) created = spec.name;
     }
