@@ -1,12 +1,12 @@
 /** What an emulated (TCG) cluster raises in the spec, and what it leaves alone. */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { resolveSpec } from '../../src/config/validate';
+import { loadSpecObject } from '../../src/config/load';
 import { TCG_MIN_ELECTION_MS, TCG_MIN_HEARTBEAT_MS, TCG_MIN_TTL_SECONDS, tuneForEmulation } from '../../src/provision/local/tcg';
 import { makeSpec } from '../helpers/spec';
 
 test('TCG raises the agent TTL and etcd heartbeat/election to stall-proof values, each with a note', () => {
-  const spec = resolveSpec(makeSpec(), { baseDir: process.cwd() });
+  const spec = loadSpecObject(makeSpec());
   const { spec: tuned, notes } = tuneForEmulation(spec);
   assert.equal(tuned.agent.ttlSeconds, TCG_MIN_TTL_SECONDS);
   assert.equal(tuned.etcd.heartbeatIntervalMs, TCG_MIN_HEARTBEAT_MS);
@@ -19,7 +19,7 @@ test('TCG raises the agent TTL and etcd heartbeat/election to stall-proof values
 });
 
 test('TCG keeps larger values from the spec and keeps election >= 10 heartbeats', () => {
-  const resolve = (etcd: object) => resolveSpec(makeSpec({ agent: { ttlSeconds: 30 }, etcd } as never), { baseDir: process.cwd() });
+  const resolve = (etcd: object) => loadSpecObject(makeSpec({ agent: { ttlSeconds: 30 }, etcd } as never));
   const slowEnough = resolve({ heartbeatIntervalMs: 2000, electionTimeoutMs: 12_000 });
   assert.deepEqual(tuneForEmulation(slowEnough), { spec: slowEnough, notes: [] }, 'values already stall-proof are the user\'s choice');
   const { spec: tuned, notes } = tuneForEmulation(resolve({ heartbeatIntervalMs: 1500, electionTimeoutMs: 8000 }));
