@@ -357,6 +357,9 @@ describe('aws stack, cloud-config, 4 nodes (mock runtime)', () => {
       registry: { keyPrefix: '/flotilla/demo/' },
     });
     assert.deepEqual(await promiseOf(out.addresses), { node1: '10.99.0.11', node2: '10.99.0.12', node3: '10.99.0.13', node4: '10.99.0.14' });
+    assert.deepEqual(await promiseOf(out.etcdEndpoints), ['https://10.99.0.11:2379', 'https://10.99.0.12:2379', 'https://10.99.0.13:2379']);
+    assert.deepEqual(await promiseOf(out.sshEndpoints), Object.fromEntries(nodes.map((n, i) => [n, { sshHost: `198.51.100.${11 + i}`, sshPort: 22 }])));
+    assert.match(String(await promiseOf(out.caCert)), /^-----BEGIN CERTIFICATE-----/);
     // verify's own loader, with the SSH key the user adds (flotilla:sshPrivateKeyFile) and the files LocalInventory writes.
     const local = rec.byName('demo-inventory');
     assert.equal(local.inputs.dir, dir);
