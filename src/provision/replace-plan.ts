@@ -145,6 +145,18 @@ export function leaderSuccessor(statuses: readonly EndpointStatus[], members: re
   return [...candidates].sort((a, b) => index(b) - index(a) || (a.name < b.name ? -1 : 1))[0];
 }
 
+/**
+ * The membership a replacement member starts with (ETCD_INITIAL_CLUSTER), from the member list
+ * after `member add`: etcd requires every member with its peer URL, and an added member has no
+ * name until it starts, so the one with the node's peer URL is named here.
+ */
+export function joinMembership(members: readonly EtcdMember[], node: string, peerUrl: string): Array<{ name: string; peerUrl: string }> {
+  const nameless = members.filter((m) => !m.peerUrls.includes(peerUrl) && m.name === '');
+  if (nameless.length) throw new Error(`members ${nameless.map((m) => m.id).join(', ')} were added but never started; remove them ('etcdctl member remove ID') before replacing ${node}`);
+  if (!members.some((m) => m.peerUrls.includes(peerUrl))) throw new Error(`no member has ${node}'s peer URL ${peerUrl}; it was not added`);
+  return members.map((m) => ({ name: m.peerUrls.includes(peerUrl) ? node : m.name, peerUrl: m.peerUrls.includes(peerUrl) ? peerUrl : m.peerUrls[0]! }));
+}
+
 /** What a drain looks at: the registry's schedule and states, and each launched unit's placement options. */
 export interface DrainView {
   schedule: ReadonlyArray<{ unit: string; machineId: string }>;

@@ -49,6 +49,7 @@ import { cpuSeconds } from './local/qemu';
 import { sshConnect, sshExec, waitForSsh, type ExecResult } from './local/ssh';
 import { connectRecord, nodePid, nodeRunning, readRecord, sshAuth, sshEndpoint, TCG_MIN_TTL_SECONDS, type ClusterRecord, type NodeRecord, type Phase } from './local/up';
 import {
+  joinMembership,
   leaderSuccessor,
   memberAction,
   parseEndpointStatus,
@@ -440,7 +441,7 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
         return `leadership moved to ${to.name} (${to.id})`;
       }, (d) => d);
       await step('remove', async () => {
-        await must(anchor.client, etcdctl(record, `member remove ${member.id}`), 'etcdctl member remove', 90_000);
+        await membershipChange(record, anchor.client, `member remove ${member.id}`);
         out = true;
         return `member ${member.id} removed; ${view0.members.length - 1} members left`;
       }, (d) => d);
@@ -458,14 +459,13 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
         let members = (await etcdView(record, anchor.client)).members;
         const mine = members.find((m) => m.peerUrls.includes(peerUrl));
         if (!mine) {
-          await must(anchor.client, etcdctl(record, `member add ${name} --peer-urls=${peerUrl}`), 'etcdctl member add', 90_000);
+          await membershipChange(record, anchor.client, `member add ${name} --peer-urls=${peerUrl}`);
           members = (await etcdView(record, anchor.client)).members;
         }
         const added = members.find((m) => m.peerUrls.includes(peerUrl));
         if (!added) throw new FlotillaError('external', `etcd does not list a member with ${peerUrl} after member add`);
         result.newMemberId = added.id;
-        // An added member has no name until it starts; it is this node.
-        join = { state: 'existing', members: members.map((m) => ({ name: m.id === added.id ? name : m.name, peerUrl: m.peerUrls[0]! })) };
+        join = { state: 'existing', members: joinMembership(members, name, peerUrl) };
         return `member ${added.id} ${mine ? 'was added already' : 'added'} (unstarted); initial cluster ${join.members.map((m) => m.name).join(',')}`;
       }, (d) => d);
     }
@@ -620,6 +620,22 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
   (record.replacements ??= []).push({ node: name, finishedAt: new Date().toISOString(), seconds: Math.round(result.seconds * 10) / 10, image: c.image.id, ...(result.newMemberId ? { memberId: result.newMemberId } : {}), ...(result.newMachineId ? { machineId: result.newMachineId } : {}) });
   saveRecord(record);
   return result;
+}
+
+/**
+ * A membership change through etcdctl. etcd refuses one ("unhealthy cluster") until it has been
+ * connected to the members it counts on for 5 s (its HealthInterval), which a restart or the
+ * previous change may have reset: that refusal is retried for two minutes, anything else fails.
+ */
+async function membershipChange(record: ClusterRecord, client: Client, args: string): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const r = await run(client, etcdctl(record, args), 90_000);
+    if (r.code === 0) return;
+    const why = (r.stderr || r.stdout).trim().split('\n').slice(-1)[0] ?? '';
+    if (!/unhealthy cluster/.test(why) || Date.now() > deadline) throw new FlotillaError('external', `etcdctl ${args} failed (exit ${r.code}): ${why}`);
+    await sleep(2000);
+  }
 }
 
 /** Starts the node's agent again after a drain that could not finish; says what happened. */
