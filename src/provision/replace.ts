@@ -269,6 +269,11 @@ export async function replaceNodes(opts: ReplaceOptions, machinery: NodeMachiner
   if (new Set(names).size !== names.length) throw new FlotillaError('usage', 'nodes: a node is named twice', [{ path: 'nodes', message: 'duplicate' }]);
   if (names.length === 0) throw new FlotillaError('usage', 'nodes: no node to replace');
 
+  // Checked before anything is built or touched.
+  const given = opts.spec ? (opts.spec.name === opts.name ? opts.spec : { ...opts.spec, name: opts.name }) : undefined;
+  if (saved && given) throwIfProblems(specChangeProblems(saved, given), `--spec cannot replace nodes of cluster ${opts.name}`);
+  throwIfProblems(recordMismatchProblems(record.nodes, given ?? saved!), `the spec does not describe cluster ${opts.name}'s nodes`);
+
   // The image first: a build can take minutes and must not happen with a node out.
   const t0 = performance.now();
   let rebuilt: ImageInfo | undefined;
@@ -280,14 +285,12 @@ export async function replaceNodes(opts: ReplaceOptions, machinery: NodeMachiner
   const images = new Map<string, ImageInfo>();
   for (const n of names) {
     const node = record.nodes.find((x) => x.name === n)!;
-    const img = rebuilt ?? machinery.currentImage(record, node) ?? (nodeRunning(node) ? undefined : await ensureImage());
+    const img = rebuilt ?? machinery.currentImage(record, node);
     if (!img) throw new FlotillaError('not-found', `node ${n}: the image its VM was booted from is no longer cached; pass --image rebuild to boot it from the current image`);
     images.set(n, img);
   }
   const accel = (await probeAccelerator(images.values().next().value!)).accel;
-  const spec = opts.spec ? adoptSpec(opts.spec.name === opts.name ? opts.spec : { ...opts.spec, name: opts.name }, record, accel) : saved!;
-  if (saved && opts.spec) throwIfProblems(specChangeProblems(saved, spec), `--spec cannot replace nodes of cluster ${opts.name}`);
-  throwIfProblems(recordMismatchProblems(record.nodes, spec), `the spec does not describe cluster ${opts.name}'s nodes`);
+  const spec = given ? adoptSpec(given, record, accel) : saved!;
   const secrets = ensureSecrets(spec, readSecrets(path.join(clusterDir(opts.name), 'secrets.json')));
   const pki = record.tls ? readPki(path.join(clusterDir(opts.name), 'pki.json')) : undefined;
   if (record.tls && !pki) throw new FlotillaError('not-found', `cluster ${opts.name}: pki.json is missing; the replaced nodes could not get their certificates`);
@@ -302,7 +305,7 @@ export async function replaceNodes(opts: ReplaceOptions, machinery: NodeMachiner
     const leader = view.members.find((m) => m.id === view.leaderId)?.name;
     order = replacementOrder(names.map((n) => ({ name: n, etcdMember: record.nodes.find((x) => x.name === n)!.etcdMember })), leader);
     progress({ step: 'plan', state: 'info', detail: `order ${order.join(' -> ')} (workers, then followers, the etcd leader${leader ? ` ${leader}` : ''} last); ${view.members.length} members, ${view.healthyIds.size} healthy` });
-    await must(first.client, `${etcdctl(record, `put ${sentinelKey} -- ${sentinelValue}`)}`, 'writing the sentinel key');
+    await must(first.client, etcdctl(record, `put ${sentinelKey} ${sentinelValue}`), 'writing the sentinel key');
     progress({ step: 'sentinel', state: 'info', detail: `wrote ${sentinelKey}; it must read back after each node` });
   } finally {
     first.client.end();
@@ -432,7 +435,13 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
     if (action?.kind === 'remove-then-add') {
       const member = action.member;
       await step('leader', async () => {
-        const view = await etcdView(record, anchor.client);
+        // An unknown leader (a status that did not parse, an election under way) is asked again, never guessed.
+        let view = await etcdView(record, anchor.client);
+        for (let i = 0; view.leaderId === undefined && i < 20; i++) {
+          await sleep(3000);
+          view = await etcdView(record, anchor.client);
+        }
+        if (view.leaderId === undefined) throw new FlotillaError('external', 'etcd reports no leader; cannot tell whether leadership must move first');
         if (view.leaderId !== member.id) return `${name} does not lead (leader ${view.members.find((m) => m.id === view.leaderId)?.name ?? 'unknown'})`;
         const to = leaderSuccessor(view.statuses, view.members, member.id, view.healthyIds);
         if (!to) throw new FlotillaError('conflict', `${name} leads and no healthy follower can take over`);

@@ -51,6 +51,7 @@ export const replaceCommand: CommandSpec = {
     const nodesText = stringOpt(p, 'nodes', cmd);
     if (nodesText !== undefined && p.values.all) throw new FlotillaError('usage', 'flotilla replace: give --nodes or --all, not both');
     if (nodesText === undefined && !p.values.all) throw new FlotillaError('usage', 'flotilla replace: say which nodes: --nodes node1,node2 or --all');
+    const nodes = nodesText !== undefined ? parseNodeList(nodesText) : undefined;
     const record = readRecord(name);
     if (!record) throw new FlotillaError('not-found', `no local cluster named ${name} (see 'flotilla ls')`);
     if (record.platform !== 'local') throw new FlotillaError('usage', `flotilla replace: cluster ${name} runs on ${record.platform}; replace runs on local clusters`);
@@ -61,7 +62,7 @@ export const replaceCommand: CommandSpec = {
       {
         name,
         ...(specPath ? { spec: loadSpecFile(specPath) } : {}),
-        ...(nodesText !== undefined ? { nodes: parseNodeList(nodesText) } : {}),
+        ...(nodes ? { nodes } : {}),
         image: choiceOpt(p, 'image', cmd, ['current', 'rebuild'] as const) ?? 'current',
         verify: p.values.verify === true,
         ...(drainSeconds ? { drainTimeoutMs: drainSeconds * 1000 } : {}),
