@@ -414,12 +414,14 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
         const deadline = Date.now() + timeoutMs;
         let last = '';
         for (;;) {
-          // On an overloaded host one etcdctl run can outlast its own deadline: that is "not yet", not a failure.
-          const r = await sshExec(clients.get(first.name)!, etcdctlCommand(record, 'endpoint health --cluster -w json'), 30_000).catch((err: unknown) => {
+          // A starved emulated guest can take minutes to run one etcdctl (measured: 2m53s with
+          // nine TCG VMs on two cores): a run that outlasts its deadline is "not yet", not a failure.
+          const callMs = Math.max(30_000, Math.min(120_000, deadline - Date.now()));
+          const r = await sshExec(clients.get(first.name)!, etcdctlCommand(record, 'endpoint health --cluster -w json'), callMs).catch((err: unknown) => {
             if (FlotillaError.is(err) && err.code === 'timeout') return undefined;
             throw err;
           });
-          if (!r) last = 'etcdctl did not answer within 30 s';
+          if (!r) last = `etcdctl did not answer within ${Math.round(callMs / 1000)} s`;
           else {
             try {
               const health = JSON.parse(r.stdout) as Array<{ endpoint: string; health: boolean }>;
