@@ -27,7 +27,7 @@ import { bundleAgent } from '../../src/provision/local/bundle';
 import { debCacheDir } from '../../src/provision/local/state';
 import { agentArchive, buildAgentArtifacts, tar, type AgentArtifacts } from '../../src/provision/pulumi/agent-archive';
 import { checkReplaceMembers } from '../../src/provision/pulumi/aws';
-import { CONTAINER_IMAGES, REJOIN_ENV, SETUP_PATHS, setupSnippets, SYSTEMCTL_SHIM, type NodeSetup } from '../../src/provision/pulumi/aws-bootstrap';
+import { CONTAINER_IMAGES, SETUP_PATHS, setupSnippets, SYSTEMCTL_SHIM, type NodeSetup } from '../../src/provision/pulumi/aws-bootstrap';
 import { PROJECT_ROOT } from '../../src/provision/pulumi/dynamic';
 import { renderStack, resolveStackSpec } from '../../src/provision/pulumi/plan';
 import { signRequest } from '../../src/provision/pulumi/s3-fetch';
@@ -307,14 +307,21 @@ function structure(format: 'cloud-config' | 'ignition', nodeCount = 4): Resolved
   return resolveStackSpec({ name: 'demo', platform: 'aws', nodeCount, format }, [generateKeyPair('admin').publicKey]);
 }
 
-function renderWith(format: 'cloud-config' | 'ignition', setup: NodeSetup, rejoin: string[] = []): Map<string, string> {
+function renderWith(format: 'cloud-config' | 'ignition', setup: NodeSetup, joining: string[] = []): Map<string, string> {
   const base = structure(format);
   const agent = { bucket: 'flotilla-demo-x', key: 'demo/flotilla-agent.tar.gz', region: 'eu-west-1', regionalDomainName: 'flotilla-demo-x.s3.eu-west-1.amazonaws.com', sha512: artifacts.archive.sha512 };
-  const snippets = setupSnippets(base, { setup, agent, fetcher: artifacts.fetcher, rejoin, createSudoGroup: setup === 'podman' });
+  const snippets = setupSnippets(base, { setup, agent, fetcher: artifacts.fetcher, createSudoGroup: setup === 'podman' });
   const spec = resolveStackSpec({ name: 'demo', platform: 'aws', nodeCount: 4, format }, [generateKeyPair('admin').publicKey], { snippets, largeConfigUrl: 's3://flotilla-demo-x/demo/' });
   const keys = Object.fromEntries(spec.nodes.map((n) => [n.name, generateHostKey(n.name)]));
-  return new Map(renderStack(spec, keys).map((r) => [r.rendered.node, r.rendered.userData]));
+  return new Map(renderStack(spec, keys, { joining }).map((r) => [r.rendered.node, r.rendered.userData]));
 }
+
+/** An EnvironmentFile's variables. */
+function envVars(text: string): Record<string, string> {
+  return Object.fromEntries(text.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+}
+
+const ALL_MEMBERS = 'node1=https://10.99.0.11:2380,node2=https://10.99.0.12:2380,node3=https://10.99.0.13:2380';
 
 type CloudConfig = { packages?: string[]; package_update?: boolean; runcmd?: string[][]; write_files: Array<{ path: string; content: string; permissions: string }> };
 type Ign = {
@@ -357,7 +364,7 @@ describe('setup snippets rendered into node documents', () => {
       ]);
       assert.deepEqual(unitLines(file('/etc/systemd/system/flotilla-fleetd.service.d/10-agent-install.conf')!.content), [['Requires', 'flotilla-agent-install.service'], ['After', 'flotilla-agent-install.service']]);
       assert.deepEqual(doc.runcmd, [['systemctl', 'enable', '--now', ...(node === 'node4' ? [] : ['flotilla-etcd.path']), 'flotilla-fleetd.path']]);
-      assert.ok(!doc.write_files.some((f) => f.path === SETUP_PATHS.etcdRejoinEnv));
+      if (node !== 'node4') assert.equal(envVars(file('/etc/flotilla/etcd.env')!.content).ETCD_INITIAL_CLUSTER_STATE, 'new');
     }
   });
 
@@ -393,29 +400,26 @@ describe('setup snippets rendered into node documents', () => {
         else {
           const run = unitLines(etcd!.dropins![0]!.contents).filter(([k]) => k === 'ExecStart').map(([, v]) => v)[1]!.split(' ');
           const envFiles = run.flatMap((a, i) => (a === '--env-file' ? [run[i + 1]] : []));
-          assert.deepEqual(envFiles, ['/etc/flotilla/etcd.env', ...(node === 'node2' ? [SETUP_PATHS.etcdRejoinEnv] : [])]);
+          assert.deepEqual(envFiles, ['/etc/flotilla/etcd.env']);
+          const env = envVars(decodeDataUrl(doc.storage.files.find((f) => f.path === '/etc/flotilla/etcd.env')!.contents.source)!.toString());
+          assert.deepEqual([env.ETCD_INITIAL_CLUSTER_STATE, env.ETCD_INITIAL_CLUSTER], [node === 'node2' ? 'existing' : 'new', ALL_MEMBERS], `${node} joins only when replacing`);
           assert.deepEqual(run.slice(-2), [CONTAINER_IMAGES.etcd, '/usr/local/bin/etcd']);
           assert.ok(run.includes('/etc/flotilla/pki:/etc/flotilla/pki:ro') && run.includes('/var/lib/flotilla/etcd:/var/lib/flotilla/etcd'));
           assert.ok(unitLines(etcd!.dropins![0]!.contents).some(([k, v]) => k === 'Type' && v === 'simple'));
         }
-        const rejoinFile = doc.storage.files.find((f) => f.path === SETUP_PATHS.etcdRejoinEnv);
-        assert.equal(rejoinFile ? decodeDataUrl(rejoinFile.contents.source)!.toString() : undefined, node === 'node2' ? REJOIN_ENV : undefined);
         assert.deepEqual(doc.passwd?.groups, runtime === 'podman' ? [{ name: 'sudo' }] : undefined, 'Fedora CoreOS gets the sudo group the user is put in');
       }
     });
   }
 
-  it('Debian, replacing node2: it reads etcd-rejoin.env after etcd.env; valid cloud-config', { skip: hasTool('cloud-init') ? false : 'cloud-init not installed' }, () => {
+  it('Debian, replacing node2: its etcd.env joins the running cluster of the same members; valid cloud-config', { skip: hasTool('cloud-init') ? false : 'cloud-init not installed' }, () => {
     const docs = renderWith('cloud-config', 'debian-packages', ['node2']);
     for (const [node, text] of docs) {
+      if (node === 'node4') continue;
       const doc = pyYamlLoad(text) as CloudConfig;
-      const env = doc.write_files.find((f) => f.path === SETUP_PATHS.etcdRejoinEnv);
-      const dropin = doc.write_files.find((f) => f.path === '/etc/systemd/system/flotilla-etcd.service.d/20-rejoin.conf');
-      if (node === 'node2') {
-        assert.equal(cloudInitSchema(text).ok, true);
-        assert.equal(env?.content, 'ETCD_INITIAL_CLUSTER_STATE=existing\n');
-        assert.deepEqual(unitLines(dropin!.content), [['EnvironmentFile', SETUP_PATHS.etcdRejoinEnv]]);
-      } else assert.deepEqual([env, dropin], [undefined, undefined], node);
+      const env = envVars(doc.write_files.find((f) => f.path === '/etc/flotilla/etcd.env')!.content);
+      assert.deepEqual([env.ETCD_INITIAL_CLUSTER_STATE, env.ETCD_INITIAL_CLUSTER], [node === 'node2' ? 'existing' : 'new', ALL_MEMBERS], node);
+      if (node === 'node2') assert.equal(cloudInitSchema(text).ok, true);
     }
   });
 });

@@ -506,16 +506,14 @@ describe('aws stack replacing one etcd member (mock runtime)', () => {
     for (const n of ['node1', 'node2', 'node3']) {
       const r = instance(rec, n);
       const doc = pyYamlLoad(userData(r).toString('utf8')) as { write_files: Array<{ path: string; content: string }> };
-      const rejoin = doc.write_files.find((f) => f.path === '/etc/flotilla/etcd-rejoin.env');
+      const env = doc.write_files.find((f) => f.path === '/etc/flotilla/etcd.env')!.content;
+      assert.match(env, new RegExp(`^ETCD_INITIAL_CLUSTER_STATE=${n === 'node2' ? 'existing' : 'new'}$`, 'm'));
       if (n === 'node2') {
         assert.deepEqual(r.ignoreChanges, []);
         assert.equal(r.inputs.userDataReplaceOnChange, true);
-        assert.equal(rejoin?.content, 'ETCD_INITIAL_CLUSTER_STATE=existing\n');
-        assert.ok(doc.write_files.some((f) => f.path === '/etc/systemd/system/flotilla-etcd.service.d/20-rejoin.conf'));
       } else {
         assert.deepEqual([...r.ignoreChanges].sort(), ['ami', 'userData', 'userDataBase64']);
         assert.equal(r.inputs.userDataReplaceOnChange, false);
-        assert.equal(rejoin, undefined);
       }
       assert.equal(r.deleteBeforeReplace, true);
     }

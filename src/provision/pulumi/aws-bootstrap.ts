@@ -67,8 +67,6 @@ export const SETUP_PATHS = {
   optRoot: '/opt/flotilla',
   optArchive: '/opt/flotilla/agent.tar.gz',
   systemctlShim: '/opt/flotilla/shim/systemctl',
-  /** Read after etcd.env by replaced members: ETCD_INITIAL_CLUSTER_STATE=existing. */
-  etcdRejoinEnv: `${PATHS.configDir}/etcd-rejoin.env`,
 } as const;
 
 /** An Ignition config without its version: a snippet (the rendered config carries the version). */
@@ -97,11 +95,6 @@ function debianInstallUnit(): string {
 
 function requireInstallDropin(): string {
   return ['[Unit]', `Requires=${INSTALL_UNIT}`, `After=${INSTALL_UNIT}`, ''].join('\n');
-}
-
-function rejoinDropin(): string {
-  // Later EnvironmentFile= lines override earlier ones (systemd.exec(5)).
-  return ['[Service]', `EnvironmentFile=${SETUP_PATHS.etcdRejoinEnv}`, ''].join('\n');
 }
 
 /** Debian 12 (cloud-config): packages, the masked Debian etcd unit, the fetcher and its unit. */
@@ -136,12 +129,11 @@ function runtimeUnitDeps(runtime: 'docker' | 'podman'): string[] {
 }
 
 /** flotilla-etcd.service in a container: host network, the same env file, PKI and data paths. */
-export function etcdContainerDropin(runtime: 'docker' | 'podman', image: string, rejoin: boolean): string {
+export function etcdContainerDropin(runtime: 'docker' | 'podman', image: string): string {
   const bin = runtimeBin(runtime);
   const run = [
     bin, 'run', '--rm', '--name', 'flotilla-etcd', '--network', 'host',
     '--env-file', PATHS.etcdEnv,
-    ...(rejoin ? ['--env-file', SETUP_PATHS.etcdRejoinEnv] : []),
     '-v', `${PATHS.pkiDir}:${PATHS.pkiDir}:ro`,
     '-v', `${PATHS.etcdDataDir}:${PATHS.etcdDataDir}`,
     image, '/usr/local/bin/etcd',
@@ -235,12 +227,9 @@ export function containerSetup(runtime: 'docker' | 'podman', agent: AgentObjectR
 }
 
 /** The etcd drop-in for members on the container families. */
-export function etcdContainerSetup(runtime: 'docker' | 'podman', images: SetupImages, rejoin: boolean): IgnitionFragment {
-  return { systemd: { units: [{ name: 'flotilla-etcd.service', dropins: [{ name: '10-container.conf', contents: etcdContainerDropin(runtime, images.etcd, rejoin) }] }] } };
+export function etcdContainerSetup(runtime: 'docker' | 'podman', images: SetupImages): IgnitionFragment {
+  return { systemd: { units: [{ name: 'flotilla-etcd.service', dropins: [{ name: '10-container.conf', contents: etcdContainerDropin(runtime, images.etcd) }] }] } };
 }
-
-/** What a member that replaces a removed one reads after etcd.env: join the running cluster. */
-export const REJOIN_ENV = 'ETCD_INITIAL_CLUSTER_STATE=existing\n';
 
 export interface SetupInput {
   setup: NodeSetup;
@@ -249,39 +238,29 @@ export interface SetupInput {
   /** The bundled fetcher (Debian). */
   fetcher?: string;
   images?: Partial<SetupImages>;
-  /** Members being replaced (they join the running etcd cluster instead of forming a new one). */
-  rejoin?: readonly string[];
   /** Fedora CoreOS has no `sudo` group. */
   createSudoGroup?: boolean;
 }
 
-/** The snippets for a cluster's nodes; [] for preinstalled images without members to rejoin. */
+/**
+ * The snippets for a cluster's nodes; [] for images that have everything (`preinstalled`). A
+ * member that replaces a removed one needs no snippet: its etcd.env says it joins (the node's
+ * `etcdJoin`, see plan.ts renderStack), and every setup reads etcd.env.
+ */
 export function setupSnippets(spec: ResolvedSpec, input: SetupInput): SetupSnippet[] {
   const members = spec.nodes.filter((n) => n.etcdMember).map((n) => n.name);
-  const rejoin = (input.rejoin ?? []).filter((n) => members.includes(n));
   const images: SetupImages = { ...CONTAINER_IMAGES, ...(input.images ?? {}) };
-  const out: SetupSnippet[] = [];
   const json = (x: unknown) => JSON.stringify(x);
-  if (input.setup !== 'preinstalled' && !input.agent) throw new Error(`node setup ${input.setup} needs the agent object`);
+  if (input.setup === 'preinstalled') return [];
+  if (!input.agent) throw new Error(`node setup ${input.setup} needs the agent object`);
   if (input.setup === 'debian-packages') {
     if (spec.format !== 'cloud-config') throw new Error('debian-packages setup is cloud-config');
     if (!input.fetcher) throw new Error('debian-packages setup needs the fetcher script');
-    out.push({ format: 'cloud-config', contents: json(debianSetup(input.agent!, input.fetcher)) });
-  } else if (input.setup === 'docker' || input.setup === 'podman') {
-    if (spec.format !== 'ignition') throw new Error(`${input.setup} setup is Ignition`);
-    out.push({ format: 'ignition', contents: json(containerSetup(input.setup, input.agent!, images, { createSudoGroup: input.createSudoGroup ?? false })) });
-    const steady = members.filter((m) => !rejoin.includes(m));
-    if (steady.length) out.push({ format: 'ignition', contents: json(etcdContainerSetup(input.setup, images, false)), nodes: steady });
-    if (rejoin.length) out.push({ format: 'ignition', contents: json(etcdContainerSetup(input.setup, images, true)), nodes: rejoin });
+    return [{ format: 'cloud-config', contents: json(debianSetup(input.agent, input.fetcher)) }];
   }
-  if (rejoin.length) {
-    if (spec.format === 'cloud-config') {
-      const f = (p: string, content: string) => ({ path: p, permissions: '0644', owner: 'root:root', content });
-      out.push({ format: 'cloud-config', contents: json({ write_files: [f(SETUP_PATHS.etcdRejoinEnv, REJOIN_ENV), f(`${PATHS.systemdDir}/flotilla-etcd.service.d/20-rejoin.conf`, rejoinDropin())] }), nodes: rejoin });
-    } else {
-      const units = input.setup === 'docker' || input.setup === 'podman' ? [] : [{ name: 'flotilla-etcd.service', dropins: [{ name: '20-rejoin.conf', contents: rejoinDropin() }] }];
-      out.push({ format: 'ignition', contents: json({ storage: { files: [ignFile(SETUP_PATHS.etcdRejoinEnv, REJOIN_ENV, 0o644)] }, ...(units.length ? { systemd: { units } } : {}) }), nodes: rejoin });
-    }
-  }
-  return out;
+  if (spec.format !== 'ignition') throw new Error(`${input.setup} setup is Ignition`);
+  return [
+    { format: 'ignition', contents: json(containerSetup(input.setup, input.agent, images, { createSudoGroup: input.createSudoGroup ?? false })) },
+    ...(members.length ? [{ format: 'ignition' as const, contents: json(etcdContainerSetup(input.setup, images)), nodes: members }] : []),
+  ];
 }

@@ -257,19 +257,19 @@ export function createAwsNodes(
           agent: { bucket: bucketName, key, region, regionalDomainName: domain, sha512: a.sha512 },
           fetcher: a.fetcher,
           ...(args.containerImages ? { images: args.containerImages } : {}),
-          rejoin: replacing,
           createSudoGroup: family === 'fedora-coreos',
         }),
       );
     } else {
-      snippets = pulumi.output(setupSnippets(spec, { setup, rejoin: replacing }));
+      snippets = pulumi.output(setupSnippets(spec, { setup }));
     }
     extra = pulumi.all([b.bucket, snippets]).apply(([bucketName, sn]) => ({
       ...(spec.format === 'ignition' ? { largeConfigUrl: `s3://${bucketName}/${spec.name}/` } : {}),
       snippets: sn,
+      joining: replacing,
     }));
   } else {
-    extra = pulumi.output({ snippets: setupSnippets(spec, { setup, rejoin: replacing }) });
+    extra = pulumi.output({ snippets: setupSnippets(spec, { setup }), joining: replacing });
   }
   const placed = docs(extra);
 

@@ -134,7 +134,8 @@ export class Cluster extends pulumi.ComponentResource {
     const hostKeys = this.hostKeys;
     const docs = (extra: pulumi.Input<StackRenderExtra | undefined>): pulumi.Output<PlacedNode[]> =>
       pulumi.all([args.sshKey, hostKeys.publicKeys, hostKeys.privateKeys, extra]).apply(([key, pubs, privs, ex]) => {
-        const spec = resolveStackSpec(input, [checkStackKey(key, 'sshKey')], (ex as StackRenderExtra | undefined) ?? {});
+        const extra = (ex as StackRenderExtra | undefined) ?? {};
+        const spec = resolveStackSpec(input, [checkStackKey(key, 'sshKey')], extra);
         const keys: Record<string, HostKeyPair> = {};
         for (const n of spec.nodes) {
           const publicKey = pubs[n.name];
@@ -142,7 +143,7 @@ export class Cluster extends pulumi.ComponentResource {
           if (!publicKey || !privateKey) throw new FlotillaError('internal', `no host key for node ${n.name} in ${name}-host-keys`);
           keys[n.name] = { type: 'ed25519', publicKey, privateKey };
         }
-        return renderStack(spec, keys);
+        return renderStack(spec, keys, extra.joining ? { joining: extra.joining } : {});
       });
 
     let endpoints: pulumi.Output<Record<string, NodeEndpoint>>;

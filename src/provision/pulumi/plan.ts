@@ -6,10 +6,10 @@
  */
 import * as path from 'node:path';
 import { FlotillaError, throwIfProblems, type Problem } from '../../errors';
-import { etcdEndpoints } from '../../config/node-files';
+import { etcdEndpoints, etcdPeerUrl } from '../../config/node-files';
 import { renderCluster, type RenderedNode } from '../../config/render';
 import type { ClusterSecrets } from '../../config/secrets';
-import type { ClusterSpec, ConfigFormat, ResolvedSpec } from '../../config/spec';
+import type { ClusterSpec, ConfigFormat, EtcdJoin, ResolvedSpec } from '../../config/spec';
 import { checkAuthorizedKey, type HostKeyPair } from '../../config/ssh-keys';
 import { placeUserData, type PlacedUserData } from '../../config/userdata';
 import { resolveSpec } from '../../config/validate';
@@ -46,6 +46,8 @@ export interface StackRenderExtra {
   region?: string;
   /** Platform snippets (first-boot setup of stock images), merged after the spec's own. */
   snippets?: ReadonlyArray<{ format: ConfigFormat; contents: string; nodes?: readonly string[] }>;
+  /** etcd members being replaced: rendered to join the running cluster (see renderStack). */
+  joining?: readonly string[];
 }
 
 /**
@@ -146,10 +148,19 @@ export interface PlacedNode {
   placed: PlacedUserData;
 }
 
-/** Every node's documents, rendered with the stack's host keys and fitted into the platform's user-data. */
-export function renderStack(spec: ResolvedSpec, hostKeys: Record<string, HostKeyPair>): PlacedNode[] {
+/**
+ * Every node's documents, rendered with the stack's host keys and fitted into the platform's
+ * user-data. Members named in `joining` take a removed member's place (same name and address):
+ * their etcd joins the running cluster (`etcdJoin`, as `flotilla replace` renders it) with the
+ * spec's member list, which is the cluster's once the operator has re-added the member.
+ */
+export function renderStack(spec: ResolvedSpec, hostKeys: Record<string, HostKeyPair>, opts: { joining?: readonly string[] } = {}): PlacedNode[] {
   const secrets: ClusterSecrets = { version: 1, cluster: spec.name, hostKeys };
-  return renderCluster(spec, secrets).map((rendered) => ({ rendered, placed: placeUserData(spec, rendered) }));
+  const joining = opts.joining ?? [];
+  const members = spec.nodes.filter((n) => n.etcdMember);
+  const join: EtcdJoin = { state: 'existing', members: members.map((m) => ({ name: m.name, peerUrl: etcdPeerUrl(spec, m) })) };
+  const rendered = joining.length === 0 ? spec : { ...spec, nodes: spec.nodes.map((n) => (n.etcdMember && joining.includes(n.name) ? { ...n, etcdJoin: join } : n)) };
+  return renderCluster(rendered, secrets).map((r) => ({ rendered: r, placed: placeUserData(rendered, r) }));
 }
 
 /** etcd client URLs (cluster addresses), as agents use them. */
