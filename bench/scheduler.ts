@@ -7,8 +7,14 @@
  *             (engine, registry, agents, etcd), not process spawning. Goal: all running <= 10 s.
  *   failover: a fleetd process is SIGKILLed while it runs a unit; time until the unit is
  *             active on the standby machine. 20 trials at the default TTL. Goal: p95 <= 5 s.
+ *   plan:     the pure placement function alone, 10,000 units onto 1,000 machines, in one
+ *             run: units with no request (the fast path) against units each requesting CPU
+ *             and memory (every machine is scored), and a second pass where all are placed.
+ *   moves:    a unit crash-looping on a live machine (StartLimitBurst=3, RestartSec=100ms):
+ *             time from its start until it is active on another machine; and a rolling
+ *             update of a global unit over 3 machines (min-ready 0): time per copy.
  *
- * Run: npx tsx bench/scheduler.ts [scale] [failover] [--agents N] [--units N] [--trials N]
+ * Run: npx tsx bench/scheduler.ts [scale] [failover] [plan] [moves] [--agents N] [--units N] [--trials N]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -18,6 +24,9 @@ import { Agent } from '../src/units/agent';
 import { Engine } from '../src/units/engine';
 import { startFleetd } from '../src/units/fleetd';
 import { Registry } from '../src/units/registry';
+import { updateUnit } from '../src/units/rollout';
+import { planSchedule, type SchedulableJob } from '../src/units/scheduler';
+import { emptyXFleetOptions } from '../src/units/xfleet';
 import type { UnitRunner, UnitStatus } from '../src/units/runner/types';
 import { DEFAULTS } from '../src/config/spec';
 import { mapLimit, sleep } from '../src/util/async';
@@ -153,10 +162,68 @@ async function failover(): Promise<void> {
   }
 }
 
+function plan(): void {
+  const unitCount = Number(values.units);
+  const machineCount = Number(values.agents);
+  const machines = Array.from({ length: machineCount }, (_, i) => ({ id: `m${i}`, metadata: {}, capacity: { cpus: 64, memoryMiB: 262_144 } }));
+  const jobs = (requests: boolean): SchedulableJob[] =>
+    Array.from({ length: unitCount }, (_, i) => ({
+      name: `app@${i}.service`,
+      hash: 'a'.repeat(64),
+      desiredState: 'launched' as const,
+      options: emptyXFleetOptions(),
+      ...(requests ? { resources: { cpuMilli: 500, memoryMiB: 256 } } : {}),
+    }));
+  const time = (label: string, fn: () => ReturnType<typeof planSchedule>) => {
+    const t = performance.now();
+    const p = fn();
+    const ms = performance.now() - t;
+    console.log(`plan ${label}: ${ms.toFixed(0)} ms (${p.target.length} placed, ${p.unplaceable.size} unplaceable)`);
+    return { ms, p };
+  };
+  const plain = time(`${unitCount} units, no requests, ${machineCount} machines`, () => planSchedule({ jobs: jobs(false), machines, schedule: [] }));
+  const req = time(`${unitCount} units, each 0.5 CPU + 256 MiB, ${machineCount} machines`, () => planSchedule({ jobs: jobs(true), machines, schedule: [] }));
+  const again = time(`second pass, all ${unitCount} with requests placed`, () => planSchedule({ jobs: jobs(true), machines, schedule: req.p.target }));
+  console.log(`ratio requests/no requests: ${(req.ms / plain.ms).toFixed(1)}x; second pass/first: ${(again.ms / req.ms).toFixed(2)}x`);
+}
+
+async function moves(): Promise<void> {
+  const etcd = await startEtcd({ heartbeatMs: 100, electionMs: 1000 });
+  const f = new FleetFixture([etcd.endpoint], 'moves', 4, DEFAULTS.reconcileIntervalMs);
+  try {
+    for (const id of ['m1', 'm2', 'm3']) await f.start({ id });
+    const c = await f.units();
+    const stop = path.join(f.dir, 'stop-all');
+    const flaky = [
+      '[Unit]', 'StartLimitBurst=3', 'StartLimitIntervalSec=30s',
+      '[Service]',
+      `ExecStart=/bin/sh -c 'if [ "$$FLOTILLA_MACHINE_ID" = m1 ]; then exit 1; fi; while [ ! -e ${stop} ]; do sleep 0.1; done'`,
+      'Restart=always', 'RestartSec=100ms',
+      '', // placed by load: m1 first (ties by machine ID)
+    ].join('\n');
+    const t0 = Date.now();
+    await c.setState([f.writeUnit('flaky.service', flaky)], 'launched');
+    await f.waitRows((rows) => rows.some((r) => r.unit === 'flaky.service' && r.machine !== 'm1' && r.active === 'active'), 60_000);
+    console.log(`crash loop on m1 (3 starts, 100 ms apart) -> active on another machine: ${secs(Date.now() - t0)}`);
+    const body = (v: string) => `[Service]\nExecStart=/bin/sh -c 'while [ ! -e ${stop} ]; do echo ${v} >/dev/null; sleep 0.1; done'\n[X-Fleet]\nGlobal=true\n`;
+    await c.setState([f.writeUnit('web.service', body('v1'))], 'launched');
+    await f.waitRows((rows) => rows.filter((r) => r.unit === 'web.service' && r.active === 'active').length === 3, 60_000);
+    const t1 = Date.now();
+    const out = await updateUnit(c.registry, 'web.service', body('v2'), { maxUnavailable: 1, timeoutMs: 60_000, minReadyMs: 0, rollbackOnFailure: false });
+    const ms = Date.now() - t1;
+    console.log(`rolling update of a global unit, 3 copies one at a time (min-ready 0): ${secs(ms)} (${secs(ms / 3)} per copy), ${out?.rollout.phase}`);
+  } finally {
+    await f.stop();
+    await etcd.stop();
+  }
+}
+
 (async () => {
   console.log(`host: ${os.cpus().length} cores, node ${process.version}`);
   if (parts.includes('scale')) await scale();
   if (parts.includes('failover')) await failover();
+  if (parts.includes('plan')) plan();
+  if (parts.includes('moves')) await moves();
   fs.rmSync(path.join(os.tmpdir(), 'flotilla-bench-none'), { force: true });
 })().catch((err) => {
   console.error(err);

@@ -7,6 +7,18 @@ import { parseUnitPolicy } from '../../src/units/unit-policy';
 import { parseXFleet } from '../../src/units/xfleet';
 
 const H1 = '1'.repeat(64);
+
+/** mulberry32: a small seeded generator with well-mixed low bits; rand(n) is in [0, n). */
+function prng(seed: number): (n: number) => number {
+  let a = seed >>> 0;
+  return (n) => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) / 2 ** 32) * n | 0;
+  };
+}
 const H2 = '2'.repeat(64);
 
 function job(name: string, lines: { service?: string[]; xfleet?: string[] } = {}, hash = H1): SchedulableJob {
@@ -101,11 +113,7 @@ test('during a rollout each copy gets the content the rollout names for its mach
 });
 
 test('random clusters: capacity is never exceeded, avoided machines are never used, placed units are kept', () => {
-  let seed = 42;
-  const rand = (n: number) => {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31;
-    return seed % n;
-  };
+  const rand = prng(42);
   for (let round = 0; round < 200; round++) {
     const machines = Array.from({ length: 1 + rand(5) }, (_, i) => M(`m${i}`, 1 + rand(4), 256 * (1 + rand(8))));
     const jobs = Array.from({ length: rand(25) }, (_, i) =>
@@ -133,5 +141,23 @@ test('random clusters: capacity is never exceeded, avoided machines are never us
     }
     assert.deepEqual(second.assign, [], `round ${round}: a second pass changes nothing`);
     assert.deepEqual(second.unassign, []);
+  }
+});
+
+test('random clusters: the heap path for resource-only units picks what scoring every machine picks', () => {
+  const rand = prng(7);
+  for (let round = 0; round < 200; round++) {
+    // Few capacity classes, so several machines share a heap.
+    const machines = Array.from({ length: 1 + rand(8) }, (_, i) => ({ ...M(`m${i}`, 1 + rand(2) * 3, 512 * (1 + rand(2))), metadata: { any: 'yes' } }));
+    // Sizes far apart, so the share in use and the number of units disagree about who is least used.
+    const requests = Array.from({ length: rand(30) }, () => [`X-Flotilla-CPU=${[0.25, 0.5, 2, 3][rand(4)]}`, `X-Flotilla-Memory=${rand(4) * 100}M`]);
+    // The same units, once unconstrained (heap path) and once with a constraint every machine meets (scan path).
+    const fast = requests.map((x, i) => job(`u${String(i).padStart(2, '0')}.service`, { xfleet: x }));
+    const scanned = requests.map((x, i) => job(`u${String(i).padStart(2, '0')}.service`, { xfleet: [...x, 'MachineMetadata=any=yes'] }));
+    const placed = rand(2) === 0 ? [] : planSchedule({ jobs: fast.slice(0, rand(fast.length + 1)), machines, schedule: [] }).target;
+    const a = planSchedule({ jobs: fast, machines, schedule: placed });
+    const b = planSchedule({ jobs: scanned, machines, schedule: placed });
+    assert.deepEqual(a.target.map((t) => [t.unit, t.machineId]), b.target.map((t) => [t.unit, t.machineId]), `round ${round}`);
+    assert.deepEqual([...a.unplaceable.keys()], [...b.unplaceable.keys()], `round ${round}`);
   }
 });
