@@ -312,16 +312,23 @@ export async function replaceNodes(opts: ReplaceOptions, machinery: NodeMachiner
   }
 
   const replaced: NodeReplacement[] = [];
-  for (const name of order) {
-    replaced.push(await replaceOne({ record, name, spec, secrets, pki, image: images.get(name)!, accel, machinery, progress, timeoutMs, drainTimeoutMs, sentinelKey, sentinelValue, verify: opts.verify ?? false }));
-    // The saved spec is what the next replacement (or a resumed one) renders from.
-    writeFileAtomic(specFile(opts.name), `${JSON.stringify(spec, null, 2)}\n`, 0o600);
-  }
-  const last = await connectAnchor(record, '');
   try {
-    await run(last.client, etcdctl(record, `del ${sentinelKey}`));
+    for (const name of order) {
+      replaced.push(await replaceOne({ record, name, spec, secrets, pki, image: images.get(name)!, accel, machinery, progress, timeoutMs, drainTimeoutMs, sentinelKey, sentinelValue, verify: opts.verify ?? false }));
+      // The saved spec is what the next replacement (or a resumed one) renders from.
+      writeFileAtomic(specFile(opts.name), `${JSON.stringify(spec, null, 2)}\n`, 0o600);
+    }
   } finally {
-    last.client.end();
+    // Best effort, also after a failure: a resumed run writes its own key.
+    await connectAnchor(record, '')
+      .then(async (last) => {
+        try {
+          await run(last.client, etcdctl(record, `del ${sentinelKey}`));
+        } finally {
+          last.client.end();
+        }
+      })
+      .catch(() => undefined);
   }
   return { record, order, replaced, sentinelKey };
 }
