@@ -289,7 +289,11 @@ export function planSchedule(input: ScheduleInput): SchedulePlan {
     if (!heap) usageHeaps.set(key, (heap = new MinHeap(usageLess)));
     usageHeapOf.set(m.id, heap);
   }
-  const refreshUsage = (id: string): void => usageHeapOf.get(id)?.push([share(id), load.get(id)!, id]);
+  // Kept only when some unit asks for resources: the common case pays nothing for it.
+  const anyRequest = active.some((j) => requestOf(j) !== undefined);
+  const refreshUsage = (id: string): void => {
+    if (anyRequest) usageHeapOf.get(id)!.push([share(id), load.get(id)!, id]);
+  };
   for (const m of machines) refreshUsage(m.id);
   /** The least used machine with room for `job`, or undefined. */
   const leastUsedWithRoom = (job: SchedulableJob): string | undefined => {
