@@ -115,7 +115,8 @@ export class LegacySource {
     for (const pair of node.items as Array<Pair<unknown, unknown>>) {
       const keyNode = this.deref(pair.key);
       if (!isScalar(keyNode) || keyNode.value === null || typeof keyNode.value === 'object') {
-        this.error(this.where(path, keyNode), 'mapping keys must be plain strings');
+        // The key as written (an alias may lead nowhere), else the mapping: an empty key has no place of its own.
+        this.error(this.where(path, isAlias(pair.key) ? pair.key : keyNode, at), 'mapping keys must be plain strings');
         continue;
       }
       const key = String(keyNode.value);
