@@ -46,8 +46,8 @@ export function libvirtLauncher(o: Pick<LibvirtUpOptions, 'uri' | 'sshPortBase' 
   const uri = o.uri ?? DEFAULT_URI;
   return {
     platform: 'libvirt',
+    preflight: () => checkLibvirtd(uri),
     async launch({ spec, rendered, image, accel, progress }) {
-      await checkLibvirtd(uri);
       const left = await list({ cluster: spec.name, uri });
       if (left.length > 0) {
         throw new FlotillaError('conflict', `cluster ${spec.name} already has libvirt domains (${left.map((d) => d.domain).join(', ')}); run 'flotilla down --platform libvirt --name ${spec.name}' first`);

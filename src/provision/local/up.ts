@@ -127,6 +127,8 @@ export interface LaunchedCluster {
 /** The platform-specific part of `up`: start one VM per rendered node, undoing all of it if any fails. */
 export interface Launcher {
   platform: ClusterRecord['platform'];
+  /** Checks what the platform needs before anything is built or written (fail fast). */
+  preflight?(): Promise<void>;
   launch(ctx: LaunchContext): Promise<LaunchedCluster>;
 }
 
@@ -252,6 +254,7 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
     if (down.length === 0) return { record: existing, already: true };
     throw new FlotillaError('conflict', `cluster ${name} exists but ${down.map((n) => n.name).join(', ')} ${down.length === 1 ? 'is' : 'are'} not running; run 'flotilla down --name ${name}' first`);
   }
+  await launcher.preflight?.();
   const phases: ClusterRecord['phases'] = [];
   const phase = async <T>(p: Phase, fn: () => Promise<T>, detail?: (r: T) => string): Promise<T> => {
     progress({ phase: p, state: 'start' });
