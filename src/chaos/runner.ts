@@ -108,6 +108,7 @@ export async function watchPhase(o: PhaseOptions): Promise<PhaseResult> {
       res.observeErrors++;
       res.lastObserveError = (err as Error).message.split('\n')[0];
       okSince = undefined;
+      o.log?.(`  ${((Date.now() - t0) / 1000).toFixed(1)} s: observation failed: ${res.lastObserveError}`);
     }
     if (obs) {
       res.observations++;
