@@ -259,6 +259,8 @@ export interface RegistryOptions {
   dialTimeoutMs?: number;
   /** Deadline of each unary etcd call (default 5000 ms). */
   requestTimeoutMs?: number;
+  /** Keys per reply when listing a prefix (default 2000), so a reply stays under gRPC's 4 MiB. */
+  pageSize?: number;
 }
 
 export interface CampaignOptions {
@@ -745,6 +747,8 @@ class ResilientWatch {
     private readonly isPrefix: boolean,
     private readonly h: RawHandlers,
     private readonly onError: (err: Error) => void,
+    /** The snapshot handler needs only the revision, not the keys. */
+    private readonly revisionOnly = false,
   ) {}
 
   /** Lists and starts watching; rejects if the first listing fails. */
@@ -784,11 +788,16 @@ class ResilientWatch {
   }
 
   private async listAndWatch(): Promise<void> {
-    const req = this.isPrefix ? { key: buf(this.key), range_end: prefixEnd(this.key) } : { key: buf(this.key) };
-    const res: IRangeResponse = await this.reg.call(`list ${this.key}`, () => this.reg.client.kv.range(req));
+    // A consumer that wants only the revision (watchAll) lists nothing: the whole prefix,
+    // bodies included, can be far beyond a gRPC message; others list in pages.
+    const res = this.revisionOnly
+      ? await this.reg.call(`list ${this.key}`, () => this.reg.client.kv.range({ key: buf(this.key), range_end: prefixEnd(this.key), count_only: true }))
+      : this.isPrefix
+        ? await this.reg.rangeAll(`list ${this.key}`, this.key)
+        : await this.reg.call(`list ${this.key}`, () => this.reg.client.kv.range({ key: buf(this.key) }));
     if (this.closed) return;
     this.lastRev = BigInt(res.header.revision);
-    this.safely(() => this.h.snapshot(res.kvs, res.header.revision));
+    this.safely(() => this.h.snapshot(this.revisionOnly ? [] : res.kvs, res.header.revision));
     const builder = this.reg.client.watch();
     if (this.isPrefix) builder.prefix(this.key);
     else builder.key(this.key);
@@ -845,6 +854,8 @@ interface Tracked {
 }
 
 const MAX_UNIT_BYTES = 512 * 1024;
+/** Keys per range reply; with values of a few hundred bytes, far below 4 MiB. Bodies are never listed. */
+const RANGE_PAGE = 2000;
 const MAX_RETRIES = 20;
 
 /** etcd3's watch reconnect backoff: 100 ms doubling to 1 s (its default grows to 30 s). */
@@ -878,9 +889,11 @@ export class Registry {
   /** Leases, watches and leaderships to shut down on close(). */
   private readonly live = new Set<Tracked>();
   private closed = false;
+  private readonly pageSize: number;
 
   private constructor(opts: RegistryOptions, prefix: string) {
     this.prefix = prefix;
+    this.pageSize = opts.pageSize ?? RANGE_PAGE;
     this.endpoints = [...opts.endpoints];
     this.k = keys(prefix);
     const requestTimeoutMs = opts.requestTimeoutMs ?? 5000;
@@ -947,10 +960,30 @@ export class Registry {
     return this.call(what, () => this.client.kv.txn(req));
   }
 
-  private async range(what: string, prefix: string, revision?: string): Promise<IRangeResponse> {
-    return this.call(what, () =>
-      this.client.kv.range({ key: buf(prefix), range_end: prefixEnd(prefix), ...(revision ? { revision } : {}) }),
-    );
+  private range(what: string, prefix: string, revision?: string): Promise<IRangeResponse> {
+    return this.rangeAll(what, prefix, revision);
+  }
+
+  /**
+   * @internal Everything under `prefix` at one revision, read in pages of `pageSize`
+   * keys: one reply must stay under gRPC's 4 MiB message limit (10,000 states and
+   * assignments are more than that).
+   */
+  async rangeAll(what: string, prefix: string, revision?: string): Promise<IRangeResponse> {
+    const end = prefixEnd(prefix);
+    let first: IRangeResponse | undefined;
+    const kvs: IKeyValue[] = [];
+    let from = buf(prefix);
+    for (;;) {
+      const rev = revision ?? first?.header.revision;
+      const res: IRangeResponse = await this.call(what, () => this.client.kv.range({ key: from, range_end: end, limit: this.pageSize, ...(rev ? { revision: rev } : {}) }));
+      first ??= res;
+      kvs.push(...res.kvs);
+      const last = res.kvs[res.kvs.length - 1];
+      if (!res.more || !last) break;
+      from = Buffer.concat([last.key, Buffer.from([0])]);
+    }
+    return { ...first, kvs, more: false, count: String(kvs.length) };
   }
 
   private async getKv(key: string): Promise<IKeyValue | undefined> {
@@ -1697,7 +1730,7 @@ export class Registry {
         }
         cb(change);
       },
-    }, onError);
+    }, onError, true);
     await w.start();
     return { close: () => w.close() };
   }

@@ -164,3 +164,40 @@ describe('registry: rollouts, health, state results', () => {
     await lease.revoke();
   });
 });
+
+describe('registry: listing in pages', () => {
+  let etcd: SingleEtcd;
+  before(async () => {
+    etcd = await startEtcd();
+  });
+  after(async () => {
+    await etcd?.stop();
+  });
+
+  it('lists, snapshots and watches prefixes larger than one page, all at one revision; watchAll lists nothing', async () => {
+    const reg = await Registry.connect({ endpoints: [etcd.endpoint], cluster: 'pages', pageSize: 7 });
+    try {
+      const names = Array.from({ length: 23 }, (_, i) => `u${String(i).padStart(2, '0')}.service`);
+      for (const n of names) await reg.submitUnit(n, text(n), { desiredState: 'launched' });
+      assert.deepEqual((await reg.listUnits()).map((j) => j.name), names);
+      const lease = await reg.registerMachine(machine('m1'), 5);
+      await reg.reportStates('m1', lease, names.map((n) => ({ unit: n, hash: sha(text(n)), active: 'active', sub: 'running' })));
+      const snap = await reg.snapshot();
+      assert.equal(snap.jobs.length, 23);
+      assert.equal(snap.states.length, 23);
+      const listed: string[] = [];
+      const w = await reg.watchStates((ev) => {
+        if (ev.type === 'snapshot') listed.push(...ev.items.map((s) => s.unit));
+      });
+      assert.deepEqual(listed, names);
+      const first: RegistryChange[] = [];
+      const all = await reg.watchAll((ev) => first.push(ev));
+      assert.deepEqual(first.map((e) => e.type), ['resync']);
+      await w.close();
+      await all.close();
+      await lease.revoke();
+    } finally {
+      await reg.close();
+    }
+  });
+});
