@@ -137,7 +137,7 @@ describe('flotilla up --platform libvirt (real libvirtd, 2 domains)', { timeout:
 
     const [a, b] = record.nodes as [ClusterRecord['nodes'][number], ClusterRecord['nodes'][number]];
     for (const [n, peer] of [[a, b], [b, a]] as const) {
-      const c = await sshConnect(sshEndpoint(record, n), n.hostPublicKey, sshAuth(record), SLOW_MS);
+      const c = await sshConnect(sshEndpoint(record, n), n.hostPublicKey, sshAuth(record), SLOW_MS, SLOW_MS);
       try {
         assert.equal((await sshExec(c, 'hostname', SLOW_MS)).stdout.trim(), n.name);
         // Guest to guest over the cluster NIC: node2's frames go through node1's QEMU hub.

@@ -507,7 +507,8 @@ export interface RecordConnection {
 
 export async function connectRecord(record: ClusterRecord, viaClient?: Client): Promise<RecordConnection> {
   const member = record.nodes.find((n) => n.etcdMember && nodeRunning(n)) ?? record.nodes.find((n) => n.etcdMember)!;
-  const client = viaClient ?? (await sshConnect(sshEndpoint(record, member), member.hostPublicKey, sshAuth(record), 30_000));
+  // The whole 30 s may go to the key exchange: a starved emulated guest was seen needing more than 10 s.
+  const client = viaClient ?? (await sshConnect(sshEndpoint(record, member), member.hostPublicKey, sshAuth(record), 30_000, 30_000));
   let tunnel: Tunnel | undefined;
   try {
     tunnel = await openTunnel(client, '127.0.0.1', record.clientPort);
