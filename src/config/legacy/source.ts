@@ -173,7 +173,14 @@ export class LegacySource {
     }
     const v = node.value;
     if (v === null || v === undefined) return undefined;
-    if (typeof v === 'string') return v;
+    if (typeof v === 'string') {
+      // A `\ud800` escape gives half a character: no file, host name or data URL can hold it.
+      if (LONE_SURROGATE.test(v)) {
+        this.error(at, 'contains a lone UTF-16 surrogate (an escape such as \\ud800 without its pair), which is not text');
+        return undefined;
+      }
+      return v;
+    }
     if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return node.source ?? String(v);
     this.error(at, `expected text, found ${describe(node)}`);
     return undefined;
@@ -237,6 +244,8 @@ export class LegacySource {
     walk(this.doc.contents, '');
   }
 }
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** The parser's message without the position and source excerpt it appends (we report those separately). */
 function firstSentence(message: string): string {
