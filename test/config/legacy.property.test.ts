@@ -143,7 +143,8 @@ const coreosArb = (small: boolean) =>
         election_timeout: fc.integer({ min: 1, max: 10000 }),
         proxy: fc.constantFrom('on', 'off', 'readonly'),
         debug: fc.boolean(),
-        discovery: shortHostileString,
+        // Any text but half a surrogate pair, which the reader refuses (see the regression test below).
+        discovery: shortHostileString.map((t) => t.replace(/[\ud800-\udfff]/g, '?')),
       },
       { requiredKeys: [] },
     ),
