@@ -80,15 +80,30 @@ export class Agent extends EventEmitter {
   private async register(): Promise<void> {
     const { registry, machine, ttlSeconds } = this.opts;
     const lease = await registry.registerMachine({ ...machine, startedAt: new Date().toISOString(), version: this.opts.version ?? 'dev' }, ttlSeconds);
+    let lostEarly: FlotillaError | undefined;
+    lease.on('lost', (err) => {
+      if (this.lease === lease) void this.fence(err);
+      else lostEarly ??= err;
+    });
+    try {
+      this.watch = await registry.watchAssignments(machine.id, (ev) => {
+        if (ev.type === 'snapshot') this.desired = new Map(ev.items.map((a) => [a.unit, a]));
+        else if (ev.type === 'put') this.desired.set(ev.item.unit, ev.item);
+        else this.desired.delete(ev.id);
+        this.wake.poke();
+      });
+      if (lostEarly) throw lostEarly;
+    } catch (err) {
+      // Registered but not following assignments: units would be scheduled here and never
+      // run, and every retry would collide with this very lease ("already registered")
+      // for as long as it is kept alive. Give it back (or at least stop keeping it alive).
+      await this.watch?.close().catch(() => undefined);
+      this.watch = undefined;
+      await lease.revoke().catch(() => lease.release());
+      throw err;
+    }
     this.lease = lease;
     this.fenced = false;
-    lease.on('lost', (err) => void this.fence(err));
-    this.watch = await registry.watchAssignments(machine.id, (ev) => {
-      if (ev.type === 'snapshot') this.desired = new Map(ev.items.map((a) => [a.unit, a]));
-      else if (ev.type === 'put') this.desired.set(ev.item.unit, ev.item);
-      else this.desired.delete(ev.id);
-      this.wake.poke();
-    });
     this.log(`registered (lease ${lease.leaseId}, TTL ${ttlSeconds} s)`);
     this.emit('registered');
     this.wake.poke();

@@ -213,3 +213,35 @@ test('the real systemctl: its refusal on a host without systemd is an external e
   });
   await runner.close();
 });
+
+test('a restarted agent\'s runner adopts the units its killed predecessor left, so reconcile can stop or keep them', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-systemd-'));
+  const ownedFile = path.join(dir, 'state', 'owned.json');
+  const unitDir = path.join(dir, 'units');
+  fs.mkdirSync(unitDir);
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const systemctl = new SystemctlStandIn(unitDir);
+  const first = new SystemdRunner({ unitDir, exec: systemctl.exec, ownedFile });
+  await first.start('web.service', WEB);
+  await first.start('db.service', WEB.replace('web', 'db'));
+  fs.writeFileSync(path.join(unitDir, 'someone-elses.service'), WEB); // not the runner's: never adopted
+  assert.deepEqual(JSON.parse(fs.readFileSync(ownedFile, 'utf8')), ['db.service', 'web.service']);
+  // The agent is SIGKILLed: no close(); the units keep running under systemd.
+  const second = new SystemdRunner({ unitDir, exec: systemctl.exec, ownedFile });
+  assert.deepEqual(second.list(), ['db.service', 'web.service']);
+  assert.equal((await second.state('web.service')).active, 'active');
+  // What the agent's reconcile does with a unit no longer assigned here: stopped and removed.
+  await second.remove('db.service');
+  assert.equal(systemctl.states.get('db.service')?.active, 'inactive');
+  assert.equal(fs.existsSync(path.join(unitDir, 'db.service')), false);
+  assert.deepEqual(JSON.parse(fs.readFileSync(ownedFile, 'utf8')), ['web.service']);
+  // A still-assigned unit with the same text is neither rewritten nor restarted.
+  systemctl.take();
+  await second.start('web.service', WEB);
+  assert.deepEqual(systemctl.take(), ['reset-failed web.service', 'start web.service']);
+  assert.equal(systemctl.states.get('web.service')?.pid, 1000, 'same process');
+  await second.close();
+  assert.deepEqual(JSON.parse(fs.readFileSync(ownedFile, 'utf8')), []);
+  assert.deepEqual(new SystemdRunner({ unitDir, exec: systemctl.exec, ownedFile }).list(), []);
+  assert.equal(fs.existsSync(path.join(unitDir, 'someone-elses.service')), true);
+});

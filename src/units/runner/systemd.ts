@@ -31,9 +31,17 @@ export interface SystemdRunnerOptions {
   exec?: SystemctlExec;
   /** How often state is polled while someone listens; default 1000 ms. */
   pollIntervalMs?: number;
+  /**
+   * Where the names of the units this runner wrote are kept, so that the next runner (a
+   * restarted agent) adopts what its predecessor left running; default
+   * OWNED_UNITS_FILE with the system unit directory, none otherwise.
+   */
+  ownedFile?: string;
 }
 
 export const SYSTEMD_RUNTIME_UNIT_DIR = '/run/systemd/system';
+/** The owned-units list for the system unit directory (tmpfs, like the units: gone at reboot). */
+export const OWNED_UNITS_FILE = '/run/flotilla/systemd-runner-units.json';
 
 /** Runs the real systemctl. A missing binary is 'missing-tool'; a non-zero exit is returned, not thrown. */
 export const runSystemctl: SystemctlExec = (args) =>
@@ -87,10 +95,45 @@ export class SystemdRunner implements UnitRunner {
   private polling = false;
   private closed = false;
 
+  private readonly ownedFile: string | undefined;
+
   constructor(options: SystemdRunnerOptions = {}) {
     this.unitDir = options.unitDir ?? SYSTEMD_RUNTIME_UNIT_DIR;
     this.exec = options.exec ?? runSystemctl;
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
+    this.ownedFile = options.ownedFile ?? (this.unitDir === SYSTEMD_RUNTIME_UNIT_DIR ? OWNED_UNITS_FILE : undefined);
+    this.adopt();
+  }
+
+  /**
+   * Takes over the units a previous runner wrote and left (its agent was killed): they are
+   * listed again, so the agent's first reconcile keeps those still assigned here and stops
+   * the ones the engine has meanwhile placed elsewhere, instead of leaving them running.
+   */
+  private adopt(): void {
+    if (!this.ownedFile) return;
+    let names: unknown;
+    try {
+      names = JSON.parse(fs.readFileSync(this.ownedFile, 'utf8'));
+    } catch {
+      return; // none yet, or unreadable: nothing to adopt
+    }
+    if (!Array.isArray(names)) return;
+    for (const name of names) {
+      if (typeof name !== 'string' || name.includes('/') || name.startsWith('.')) continue;
+      try {
+        this.units.set(name, { text: fs.readFileSync(this.unitPath(name), 'utf8'), status: unknownUnitStatus(name) });
+      } catch {
+        /* its file is gone: nothing to adopt */
+      }
+    }
+    this.saveOwned();
+  }
+
+  private saveOwned(): void {
+    if (!this.ownedFile) return;
+    fs.mkdirSync(path.dirname(this.ownedFile), { recursive: true });
+    writeFileAtomic(this.ownedFile, `${JSON.stringify(this.list())}\n`);
   }
 
   private async systemctl(args: readonly string[], what: string): Promise<ExecResult> {
@@ -127,6 +170,7 @@ export class SystemdRunner implements UnitRunner {
     }
     const known = this.units.get(name);
     this.units.set(name, { text: unitText, status: known?.status ?? unknownUnitStatus(name) });
+    if (!known) this.saveOwned();
     if (onDisk !== unitText) {
       writeFileAtomic(file, unitText);
       await this.systemctl(['daemon-reload'], `cannot load ${name}`);
@@ -155,6 +199,7 @@ export class SystemdRunner implements UnitRunner {
     await this.stop(name);
     fs.rmSync(this.unitPath(name), { force: true });
     this.units.delete(name);
+    this.saveOwned();
     await this.systemctl(['daemon-reload'], `cannot unload ${name}`);
     this.emit(unknownUnitStatus(name));
   }
@@ -189,6 +234,7 @@ export class SystemdRunner implements UnitRunner {
       fs.rmSync(this.unitPath(name), { force: true });
       this.units.delete(name);
     }
+    this.saveOwned();
     if (names.length > 0) await this.systemctl(['daemon-reload'], 'cannot unload units on close');
     this.listeners.clear();
     if (errors.length > 0) throw new FlotillaError('external', `closing the systemd runner:\n  ${errors.join('\n  ')}`);
