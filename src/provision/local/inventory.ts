@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { PKI } from '../../config/node-files';
 import { writeFileAtomic } from '../../util/fs';
 import type { Inventory, Pace } from '../../verify/inventory';
 import { readPki } from '../pki';
@@ -63,7 +64,16 @@ export function inventoryFromRecord(record: ClusterRecord): Inventory {
       etcdEndpoint: `${scheme}://${n.address}:${record.clientPort}`,
       agent: { stopCommand: 'systemctl stop flotilla-fleetd', startCommand: 'systemctl start flotilla-fleetd' },
     })),
-    etcd: { endpoints: record.etcdEndpoints, clientPort: record.clientPort, ...(tls ? { tls } : {}), access: 'tunnel', etcdctl: 'etcdctl' },
+    etcd: {
+      endpoints: record.etcdEndpoints,
+      clientPort: record.clientPort,
+      ...(tls ? { tls } : {}),
+      // etcdctl on the nodes uses the PKI `up` delivered there (without it, every on-node etcd
+      // check failed its TLS handshake and reported "context deadline exceeded").
+      ...(record.tls ? { nodeTls: { caFile: PKI.ca, certFile: PKI.clientCert, keyFile: PKI.clientKey } } : {}),
+      access: 'tunnel',
+      etcdctl: 'etcdctl',
+    },
     keyPrefix: record.keyPrefix,
     discovery: { prefix: `${record.keyPrefix}services/`, services: [] },
   };

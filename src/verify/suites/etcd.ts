@@ -84,9 +84,14 @@ export function etcdSuite(cluster: VerifyCluster, opts: { runId: string }): Chec
       node: m.name,
       id: 'etcd.tls-enforced',
       name: 'a client without a certificate is refused',
+      retry: true,
       run: async (ctx) => {
         if (!inv.etcd.tls) throw new CheckSkipped('the inventory has no etcd TLS (plain HTTP cluster)');
-        const r = await etcdctl(cluster, m, ctx, `get --count-only ${shq(inv.keyPrefix)}`, { clientCert: false });
+        // The control first: with the certificate the same call works, so the refusal below is
+        // about the missing certificate, not a wrong CA, address or a dead member.
+        const withCert = await etcdctl(cluster, m, ctx, `get --prefix --keys-only --limit=1 ${shq(inv.keyPrefix)}`);
+        expect(withCert.code === 0, `the control call with the client certificate failed too, so a refusal would prove nothing: ${(withCert.stderr || withCert.stdout).trim().split('\n').pop()?.slice(0, 200) ?? `exit ${withCert.code}`}`);
+        const r = await etcdctl(cluster, m, ctx, `get --prefix --keys-only --limit=1 ${shq(inv.keyPrefix)}`, { clientCert: false });
         expect(r.code !== 0, `etcdctl without a client certificate succeeded against ${m.etcdEndpoint}: client-certificate auth is off`);
         const why = (r.stderr.trim().split('\n').pop() ?? '').slice(0, 200);
         return `refused: ${why}`;
