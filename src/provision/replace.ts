@@ -47,7 +47,8 @@ import { inventoryFromRecord } from './local/inventory';
 import type { Accelerator } from './local/qemu-args';
 import { cpuSeconds } from './local/qemu';
 import { sshConnect, sshExec, waitForSsh, type ExecResult } from './local/ssh';
-import { connectRecord, nodePid, nodeRunning, readRecord, sshAuth, sshEndpoint, TCG_MIN_TTL_SECONDS, type ClusterRecord, type NodeRecord, type Phase } from './local/up';
+import { tuneForEmulation } from './local/tcg';
+import { connectRecord, nodePid, nodeRunning, readRecord, sshAuth, sshEndpoint, type ClusterRecord, type NodeRecord, type Phase } from './local/up';
 import {
   joinMembership,
   leaderSuccessor,
@@ -153,12 +154,11 @@ export function readSavedSpec(name: string): ResolvedSpec | undefined {
   }
 }
 
-/** `spec` as `up` would have run it on this cluster: the cluster's own SSH key added, the agent TTL raised under TCG. */
+/** `spec` as `up` would have run it on this cluster: the cluster's own SSH key added, TCG's raises applied (tcg.ts). */
 export function adoptSpec(spec: ResolvedSpec, record: ClusterRecord, accel: Accelerator): ResolvedSpec {
   const clusterKey = fs.readFileSync(`${record.sshKeyFile}.pub`, 'utf8').trim();
-  let s: ResolvedSpec = { ...spec, ssh: { ...spec.ssh, authorizedKeys: [...new Set([...spec.ssh.authorizedKeys, clusterKey])] } };
-  if (accel === 'tcg' && s.agent.ttlSeconds < TCG_MIN_TTL_SECONDS) s = { ...s, agent: { ...s.agent, ttlSeconds: TCG_MIN_TTL_SECONDS } };
-  return s;
+  const s: ResolvedSpec = { ...spec, ssh: { ...spec.ssh, authorizedKeys: [...new Set([...spec.ssh.authorizedKeys, clusterKey])] } };
+  return accel === 'tcg' ? tuneForEmulation(s).spec : s;
 }
 
 /** A replacement that stopped: which node is out, what state it was left in, how to go on. */
