@@ -143,7 +143,17 @@ describe('replace: etcd membership steps against real etcd 3.4', { timeout: 120_
     // 1 started member of 2 cannot commit anything until the replacement has booted.
     const keep = cl.members.find((m) => m.name !== target.name)!;
     await membership([keep.endpoint], ['member', 'remove', target.id]);
-    await etcdctl({ endpoints: [keep.endpoint] }, ['put', '/replace/one-member', 'ok']);
+    // If the removed member led, the one left must first win an election (randomised 1-2 election
+    // timeouts, longer on a busy host); until then a put times out, so it is retried for a while.
+    for (let i = 0; ; i++) {
+      try {
+        await etcdctl({ endpoints: [keep.endpoint] }, ['put', '/replace/one-member', 'ok']);
+        break;
+      } catch (err) {
+        if (!/deadline exceeded|leader/.test((err as Error).message) || i >= 10) throw err;
+        await sleep(1000);
+      }
+    }
     await membership([keep.endpoint], ['member', 'add', target.name, `--peer-urls=${target.peerUrls[0]}`]);
     await assert.rejects(etcdctl({ endpoints: [keep.endpoint] }, ['put', '/replace/while-booting', 'x']), /deadline exceeded|timed out|context/);
   });

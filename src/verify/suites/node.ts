@@ -8,7 +8,7 @@ import { PATHS, nodeFiles } from '../../config/node-files';
 import type { ResolvedSpec } from '../../config/spec';
 import { nodePkiFiles } from '../../provision/pki';
 import type { VerifyCluster } from '../cluster';
-import type { InventoryNode } from '../inventory';
+import type { Inventory, InventoryNode } from '../inventory';
 import { shq } from '../ssh';
 import { CheckFailed, CheckSkipped, expect, type Check, type CheckContext } from '../types';
 
@@ -18,7 +18,17 @@ export interface ExpectedFile {
 }
 
 /** What a node should have on disk: from the spec when known, else Flotilla's fixed paths. */
-export function expectedNodeFiles(node: InventoryNode, spec: ResolvedSpec | undefined): ExpectedFile[] {
+/**
+ * Whether the cluster's etcd speaks TLS: the spec says so when there is one; otherwise the
+ * inventory (TLS files for the host or the nodes, or an https endpoint).
+ */
+export function clusterUsesTls(inventory: Inventory, spec: ResolvedSpec | undefined): boolean {
+  if (spec) return spec.etcd.tls;
+  const e = inventory.etcd;
+  return Boolean(e.tls || e.nodeTls) || e.endpoints.some((u) => u.startsWith('https:')) || inventory.nodes.some((n) => n.etcdEndpoint.startsWith('https:'));
+}
+
+export function expectedNodeFiles(node: InventoryNode, spec: ResolvedSpec | undefined, tls = spec ? spec.etcd.tls : true): ExpectedFile[] {
   const specNode = spec?.nodes.find((n) => n.name === node.name);
   const out: ExpectedFile[] = [];
   if (spec && specNode) {
@@ -32,7 +42,7 @@ export function expectedNodeFiles(node: InventoryNode, spec: ResolvedSpec | unde
     for (const u of units) out.push({ path: `${PATHS.systemdDir}/${u}`, mode: 0o644 });
   }
   // The PKI delivered over SSH after boot (paths and modes decided in src/provision/pki.ts).
-  if (!spec || spec.etcd.tls) {
+  if (tls) {
     const blank = { cert: '', key: '' };
     const pki = { ca: blank, client: blank, members: node.etcdMember ? { [node.name]: { server: blank, peer: blank } } : {} };
     for (const f of nodePkiFiles(pki, node.name)) out.push({ path: f.path, mode: f.mode });
@@ -157,6 +167,7 @@ async function unitActive(ctx: CheckContext, unit: string): Promise<string> {
 
 export function nodeSuite(cluster: VerifyCluster): Check[] {
   const spec = cluster.spec;
+  const tls = clusterUsesTls(cluster.inventory, spec);
   const checks: Check[] = [];
   for (const n of cluster.nodes) {
     const node = n.name;
@@ -173,7 +184,7 @@ export function nodeSuite(cluster: VerifyCluster): Check[] {
           return `hostname ${h}`;
         },
       },
-      { ...base, id: 'node.files', name: 'Flotilla files present with expected modes', run: (ctx) => files(ctx, expectedNodeFiles(n, spec)) },
+      { ...base, id: 'node.files', name: 'Flotilla files present with expected modes', run: (ctx) => files(ctx, expectedNodeFiles(n, spec, tls)) },
       { ...base, id: 'node.failed-units', name: 'no failed systemd units', retry: true, run: failedUnits },
       { ...base, id: 'node.agent', name: 'flotilla-fleetd active', retry: true, run: (ctx) => unitActive(ctx, 'flotilla-fleetd.service') },
     );
