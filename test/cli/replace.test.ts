@@ -42,6 +42,7 @@ describe('flotilla replace: input', () => {
     const lvDir = path.join(state, 'clusters', 'lv');
     fs.mkdirSync(lvDir, { recursive: true });
     fs.writeFileSync(path.join(lvDir, 'cluster.json'), JSON.stringify({ ...record, name: 'lv', platform: 'libvirt' }));
+    fs.writeFileSync(path.join(specDir, 'lv.json'), JSON.stringify({ name: 'lv', platform: 'libvirt', nodes: s.nodes.map((n) => ({ name: n.name, address: n.address })), ssh: { authorizedKeys: [generateKeyPair().publicKey] } }));
     fs.writeFileSync(path.join(specDir, 'moved.json'), JSON.stringify({ name: NAME, nodes: [{ name: 'node1', address: '10.99.0.11' }, { name: 'node2', address: '10.99.0.99' }, { name: 'node3', address: '10.99.0.13' }], ssh: { authorizedKeys: [generateKeyPair().publicKey] } }));
   });
 
@@ -70,13 +71,13 @@ describe('flotilla replace: input', () => {
     assert.match(r.stderr, /named twice/);
   });
 
-  it('a missing cluster is exit 3; a libvirt one is refused', async () => {
+  it('a missing cluster is exit 3; a libvirt one made without libvirt.json names the file, before touching anything', async () => {
     let r = await cli('replace', '--name', 'nosuch', '--all');
     assert.equal(r.code, 3);
-    assert.match(r.stderr, /no local cluster named nosuch/);
-    r = await cli('replace', '--name', 'lv', '--all');
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, /runs on libvirt/);
+    assert.match(r.stderr, /no cluster named nosuch/);
+    r = await cli('replace', '--name', 'lv', '--all', '--spec', path.join(specDir, 'lv.json'));
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /lv\/node1\/libvirt\.json is missing .* replace needs it/);
   });
 
   it('without a saved spec it asks for --spec', async () => {

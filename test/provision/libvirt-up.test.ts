@@ -18,7 +18,9 @@ import { generateKeyPair } from '../../src/config/ssh-keys';
 import type { ResolvedSpec } from '../../src/config/spec';
 import { defaultPorts, domainName } from '../../src/provision/libvirt/domain-xml';
 import { libvirtDir, list } from '../../src/provision/libvirt/driver';
+import { libvirtMachinery } from '../../src/provision/libvirt/replace-node';
 import { downLibvirt, upLibvirt } from '../../src/provision/libvirt/up';
+import { replaceNodes } from '../../src/provision/replace';
 import { clusterDir } from '../../src/provision/local/cluster';
 import { ensureImage } from '../../src/provision/local/image';
 import { sshConnect, sshExec } from '../../src/provision/local/ssh';
@@ -184,6 +186,36 @@ describe('flotilla up --platform libvirt (real libvirtd, 2 domains)', { timeout:
     log(`verify node,etcd: ${report.summary.pass} pass, ${report.summary.fail} fail, ${report.summary.error} error in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     assert.deepEqual(report.results.filter((r) => r.status === 'fail' || r.status === 'error').map((r) => `${r.id}: ${r.message}`), []);
     assert.equal(verify.code, 0, verify.stderr);
+  });
+
+  it('flotilla replace on libvirt: node2 gets a new domain from the same wiring, registers anew, and the cluster verifies', async (t) => {
+    if (!record) return t.skip('up failed');
+    const before = readRecord(NAME)!;
+    const old2 = before.nodes.find((n) => n.name === 'node2')!;
+    const oldPid = libvirtQemuPids(`${old2.domain}`)[0];
+    const t0 = Date.now();
+    const r = await replaceNodes({ name: NAME, nodes: ['node2'], verify: true, progress: (e) => e.state === 'done' && e.node && log(`  replace ${e.node} ${e.step} ${e.seconds?.toFixed(1)} s: ${e.detail ?? ''}`) }, libvirtMachinery);
+    log(`replace node2 on libvirt: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    const x = r.replaced[0]!;
+    assert.equal(x.node, 'node2');
+    assert.ok(x.newMachineId && x.newMachineId !== old2.machineId, `a new machine ID: ${old2.machineId} -> ${x.newMachineId}`);
+    const after = readRecord(NAME)!;
+    const new2 = after.nodes.find((n) => n.name === 'node2')!;
+    assert.equal(new2.hostPublicKey, old2.hostPublicKey, 'same host key');
+    assert.equal(new2.sshPort, old2.sshPort);
+    assert.equal(virsh('domstate', new2.domain!).stdout.trim(), 'running');
+    const newPid = libvirtQemuPids(`${new2.domain}`)[0];
+    assert.ok(newPid && newPid !== oldPid, `a new QEMU process: ${oldPid} -> ${newPid}`);
+    // Wired as before: the same SSH forward, and node2 still reaches node1 over the cluster L2.
+    assert.match(virsh('dumpxml', new2.domain!).stdout, new RegExp(`restrict=on,hostfwd=tcp:127\\.0\\.0\\.1:${new2.sshPort}-:22`));
+    const c = await sshConnect(sshEndpoint(after, new2), new2.hostPublicKey, sshAuth(after), SLOW_MS, SLOW_MS);
+    try {
+      const ping = await sshExec(c, `ping -c 3 -W 5 ${after.nodes[0]!.address}`, SLOW_MS);
+      assert.equal(ping.code, 0, ping.stdout + ping.stderr);
+    } finally {
+      c.end();
+    }
+    record = after;
   });
 
   it('down removes every domain, volume, pool, file and QEMU process; again: nothing to remove', async (t) => {

@@ -2,6 +2,7 @@ import { FlotillaError } from '../../errors';
 import { loadSpecFile } from '../../config/load';
 import { readRecord, resolveClusterName } from '../../provision/local/up';
 import { localMachinery } from '../../provision/local/replace-node';
+import { libvirtMachinery } from '../../provision/libvirt/replace-node';
 import { replaceNodes, type ReplaceEvent } from '../../provision/replace';
 import { choiceOpt, intOpt, stringOpt, type CliIO, type CommandSpec } from '../command';
 import { table } from '../format';
@@ -53,8 +54,7 @@ export const replaceCommand: CommandSpec = {
     if (nodesText === undefined && !p.values.all) throw new FlotillaError('usage', 'flotilla replace: say which nodes: --nodes node1,node2 or --all');
     const nodes = nodesText !== undefined ? parseNodeList(nodesText) : undefined;
     const record = readRecord(name);
-    if (!record) throw new FlotillaError('not-found', `no local cluster named ${name} (see 'flotilla ls')`);
-    if (record.platform !== 'local') throw new FlotillaError('usage', `flotilla replace: cluster ${name} runs on ${record.platform}; replace runs on local clusters`);
+    if (!record) throw new FlotillaError('not-found', `no cluster named ${name} (see 'flotilla ls')`);
     const specPath = stringOpt(p, 'spec', cmd);
     const drainSeconds = intOpt(p, 'drain-timeout', cmd, 10, 3600);
     const t0 = Date.now();
@@ -68,7 +68,7 @@ export const replaceCommand: CommandSpec = {
         ...(drainSeconds ? { drainTimeoutMs: drainSeconds * 1000 } : {}),
         progress: progressPrinter(io),
       },
-      localMachinery,
+      record.platform === 'libvirt' ? libvirtMachinery : localMachinery,
     );
     if (p.values.json) {
       io.out(`${JSON.stringify({ cluster: name, order: r.order, replaced: r.replaced, seconds: (Date.now() - t0) / 1000 }, null, 2)}\n`);

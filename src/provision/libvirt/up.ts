@@ -16,6 +16,7 @@ import { clusterDir } from '../local/cluster';
 import { readRecord, upCluster, type LaunchedNode, type Launcher, type UpOptions, type UpResult } from '../local/up';
 import { clusterLinks, defaultPorts, domainName } from './domain-xml';
 import { defineAndStart, destroy, libvirtDir, libvirtPidFile, list, type LibvirtNodeDesc } from './driver';
+import { saveLibvirtNode } from './replace-node';
 import { DEFAULT_URI, virsh } from './virsh';
 
 export interface LibvirtUpOptions extends UpOptions {
@@ -78,6 +79,8 @@ export function libvirtLauncher(o: Pick<LibvirtUpOptions, 'uri' | 'sshPortBase' 
           const steps: string[] = [];
           const t0 = Date.now();
           const info = await defineAndStart(d, (step, s) => steps.push(`${step} ${s.toFixed(2)}`));
+          // How this domain was made, for `flotilla replace` to make its successor the same way.
+          saveLibvirtNode(d);
           progress({ phase: 'launch', state: 'info', seconds: (Date.now() - t0) / 1000, detail: `${d.node}: domain ${info.domain} ${info.state} (${steps.join(', ')} s)` });
           nodes.push({ name: d.node, sshPort: d.sshPort, consoleLog: info.consoleLog, pidFile: libvirtPidFile(info.domain), domain: info.domain, launchedAt: info.startedAt ?? Date.now() });
         }
