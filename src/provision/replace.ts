@@ -579,7 +579,13 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
       try {
         const deadline = Date.now() + c.timeoutMs;
         for (;;) {
-          const m = (await conn2.registry.listMachines()).find((x) => x.address === node.address && x.id !== result.oldMachineId);
+          const here = (await conn2.registry.listMachines()).filter((x) => x.address === node.address);
+          // The old machine was gone before the VM was destroyed (drain), so this is the new VM
+          // wearing the old identity: waiting would never see a new one.
+          if (result.oldMachineId && here.some((x) => x.id === result.oldMachineId)) {
+            throw new FlotillaError('external', `${name}'s new VM registered under its old machine ID ${result.oldMachineId.slice(0, 8)}: its /etc/machine-id was not new (the platform gave the VM its old identity), and the scheduler would take it for the old machine`);
+          }
+          const m = here.find((x) => x.id !== result.oldMachineId);
           if (m) {
             result.newMachineId = m.id;
             node.machineId = m.id;

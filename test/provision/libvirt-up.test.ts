@@ -193,6 +193,7 @@ describe('flotilla up --platform libvirt (real libvirtd, 2 domains)', { timeout:
     const before = readRecord(NAME)!;
     const old2 = before.nodes.find((n) => n.name === 'node2')!;
     const oldPid = libvirtQemuPids(`${old2.domain}`)[0];
+    const oldUuid = virsh('domuuid', old2.domain!).stdout.trim();
     const t0 = Date.now();
     const r = await replaceNodes({ name: NAME, nodes: ['node2'], verify: true, progress: (e) => e.state === 'done' && e.node && log(`  replace ${e.node} ${e.step} ${e.seconds?.toFixed(1)} s: ${e.detail ?? ''}`) }, libvirtMachinery);
     log(`replace node2 on libvirt: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -204,6 +205,10 @@ describe('flotilla up --platform libvirt (real libvirtd, 2 domains)', { timeout:
     assert.equal(new2.hostPublicKey, old2.hostPublicKey, 'same host key');
     assert.equal(new2.sshPort, old2.sshPort);
     assert.equal(virsh('domstate', new2.domain!).stdout.trim(), 'running');
+    // A new machine: the guest's machine ID is the domain UUID (it came back as the old machine before).
+    const newUuid = virsh('domuuid', new2.domain!).stdout.trim();
+    assert.notEqual(newUuid, oldUuid);
+    assert.equal(newUuid.replace(/-/g, ''), x.newMachineId);
     const newPid = libvirtQemuPids(`${new2.domain}`)[0];
     assert.ok(newPid && newPid !== oldPid, `a new QEMU process: ${oldPid} -> ${newPid}`);
     // Wired as before: the same SSH forward, and node2 still reaches node1 over the cluster L2.

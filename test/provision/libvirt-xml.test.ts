@@ -112,6 +112,19 @@ function desc(over: Partial<DomainDesc> = {}): DomainDesc {
 }
 
 describe('domain XML', () => {
+  it('a replaced node (generation n) gets a new UUID, stable per generation; the first keeps the original', () => {
+    // The guest's /etc/machine-id is the domain UUID: a replaced node must not come back as the old machine.
+    const g0 = domainUuid('demo', 'node1');
+    assert.equal(domainUuid('demo', 'node1', 0), g0);
+    const g1 = domainUuid('demo', 'node1', 1);
+    assert.notEqual(g1, g0);
+    assert.equal(domainUuid('demo', 'node1', 1), g1);
+    assert.notEqual(domainUuid('demo', 'node1', 2), g1);
+    assert.match(g1, /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    const t = pyParse(serializeXml(domainXml(desc({ generation: 1 }))));
+    assert.equal(find(t, ['uuid'])[0]!.text, g1);
+  });
+
   it('describes a TCG node: qemu domain, qemu64 CPU, direct kernel boot, volumes, serial file, both NICs', () => {
     const t = pyParse(serializeXml(domainXml(desc())));
     assert.equal(t.tag, 'domain');

@@ -65,6 +65,8 @@ export interface DomainDesc {
   primaryMac: string;
   sshPort: number;
   cluster0?: ClusterNicDesc;
+  /** How many times the node was replaced (0: its first VM); part of the domain UUID. */
+  generation?: number;
   /** Hash of everything that went into the node's volumes (first-boot config, base image), kept in the metadata. */
   configHash: string;
 }
@@ -95,9 +97,13 @@ export function poolName(cluster: string, node: string): string {
   return domainName(cluster, node);
 }
 
-/** A stable UUID (RFC 4122 layout, version 5-style from sha256) so redefining keeps the domain's identity. */
-export function domainUuid(cluster: string, node: string): string {
-  const h = createHash('sha256').update(`flotilla-libvirt\0${cluster}\0${node}`).digest();
+/**
+ * A stable UUID (RFC 4122 layout, version 5-style from sha256) so redefining keeps the domain's
+ * identity. `generation` counts replacements of the node (`flotilla replace`): a new VM is a new
+ * machine, and systemd derives a VM's /etc/machine-id from this UUID, so it must change with it.
+ */
+export function domainUuid(cluster: string, node: string, generation = 0): string {
+  const h = createHash('sha256').update(`flotilla-libvirt\0${cluster}\0${node}${generation > 0 ? `\0${generation}` : ''}`).digest();
   h[6] = (h[6]! & 0x0f) | 0x50;
   h[8] = (h[8]! & 0x3f) | 0x80;
   const x = h.subarray(0, 16).toString('hex');
@@ -172,7 +178,7 @@ export function domainXml(d: DomainDesc): XmlElement {
       readonly && el('readonly'));
   return el('domain', { type: kvm ? 'kvm' : 'qemu', 'xmlns:qemu': QEMU_NS },
     textEl('name', name),
-    textEl('uuid', domainUuid(d.cluster, d.node)),
+    textEl('uuid', domainUuid(d.cluster, d.node, d.generation)),
     textEl('title', `Flotilla node ${d.node} of cluster ${d.cluster}`),
     el('metadata', {},
       el('flotilla:node', { 'xmlns:flotilla': FLOTILLA_NS, cluster: d.cluster, node: d.node, config: d.configHash })),

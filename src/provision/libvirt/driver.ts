@@ -71,6 +71,8 @@ export interface LibvirtNodeDesc {
   /** The cluster L2 NIC (see domain-xml.ts). */
   cluster0?: ClusterNicDesc;
   extraCmdline?: string[];
+  /** How many times the node was replaced (0 or absent: its first VM); gives a new domain UUID, hence a new machine ID. */
+  generation?: number;
 }
 
 export interface LibvirtNodeInfo {
@@ -128,6 +130,7 @@ function describeDomain(desc: LibvirtNodeDesc, volumes: DomainDesc['volumes']): 
     primaryMac: desc.primaryMac,
     sshPort: desc.sshPort,
     ...(desc.cluster0 ? { cluster0: desc.cluster0 } : {}),
+    ...(desc.generation ? { generation: desc.generation } : {}),
     configHash: volumeConfigHash(desc),
   };
 }
@@ -257,7 +260,7 @@ export async function defineAndStart(desc: LibvirtNodeDesc, progress: (step: str
 function infoFor(desc: LibvirtNodeDesc, d: DomainDesc): Omit<LibvirtNodeInfo, 'state'> {
   return {
     domain: domainName(desc.cluster, desc.node),
-    uuid: domainUuid(desc.cluster, desc.node),
+    uuid: domainUuid(desc.cluster, desc.node, desc.generation),
     pool: d.volumes.pool,
     cluster: desc.cluster,
     node: desc.node,
@@ -405,10 +408,11 @@ export async function nodeInfo(cluster: string, node: string, opts: VirshOptions
   }
   const xml = (await virsh(['dumpxml', '--inactive', name], opts)) ?? '';
   const port = /hostfwd=tcp:127\.0\.0\.1:(\d+)-:22/.exec(xml)?.[1];
+  const uuid = /<uuid>([0-9a-f-]{36})<\/uuid>/.exec(xml)?.[1];
   const dir = nodeDir(cluster, node, opts.stateDir);
   return {
     domain: name,
-    uuid: domainUuid(cluster, node),
+    uuid: uuid ?? domainUuid(cluster, node),
     pool: poolName(cluster, node),
     cluster,
     node,

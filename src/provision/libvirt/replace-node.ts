@@ -68,6 +68,8 @@ export const libvirtMachinery: NodeMachinery = {
       accel,
       cpus: Math.min(2, n.cpus),
       memoryMiB: n.memoryMiB,
+      // A new machine: a new domain UUID, so the guest's machine ID (derived from it) is new too.
+      generation: (saved.generation ?? 0) + 1,
       firstBoot: { node: rendered.node, format: rendered.format, userData: rendered.userData, ...(rendered.metaData !== undefined ? { metaData: rendered.metaData } : {}), ...(rendered.networkConfig !== undefined ? { networkConfig: rendered.networkConfig } : {}) },
     };
     const info = await defineAndStart(desc);
