@@ -68,6 +68,9 @@ function contextFor(spec: ResolvedSpec, node: ResolvedNode, secrets: ClusterSecr
     allFiles = [
       ...files,
       { path: '/etc/hostname', contents: `${node.name}\n`, mode: 0o644 },
+      // What cloud-config's manage_etc_hosts writes: without the node's own name here, every sudo
+      // on a Debian node printed "unable to resolve host" after a failed DNS lookup.
+      { path: '/etc/hosts', contents: `127.0.0.1\tlocalhost\n127.0.1.1\t${node.name}\n::1\t\tlocalhost ip6-localhost ip6-loopback\n`, mode: 0o644 },
       // cloud-config's `sudo:` has no Ignition equivalent: the same rule as a sudoers drop-in.
       { path: `/etc/sudoers.d/90-flotilla-${spec.ssh.user}`, contents: `${spec.ssh.user} ALL=(ALL) NOPASSWD:ALL\n`, mode: 0o440 },
       { path: PATHS.hostKey, contents: hostKey.privateKey, mode: 0o600 },

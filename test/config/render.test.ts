@@ -181,6 +181,20 @@ test('pinned host key: the rendered public key matches the private key the node 
   assert.deepEqual(ensureSecrets(spec, secrets), secrets);
 });
 
+test('an Ignition node resolves its own name: /etc/hostname and /etc/hosts name it, as manage_etc_hosts does for cloud-config', () => {
+  const spec = loadSpecObject(makeSpec({ nodes: nodes(2) }));
+  for (const r of renderCluster(spec, ensureSecrets(spec), { format: 'ignition' })) {
+    const f = files(r);
+    assert.equal(f.get('/etc/hostname'), `${r.node}\n`);
+    const hosts = f.get('/etc/hosts')!.split('\n').map((l) => l.split(/\s+/));
+    assert.deepEqual(hosts.find((l) => l[1] === r.node), ['127.0.1.1', r.node]);
+    assert.ok(hosts.some((l) => l[0] === '127.0.0.1' && l[1] === 'localhost'));
+  }
+  for (const r of renderCluster(spec, ensureSecrets(spec), { format: 'cloud-config' })) {
+    assert.equal((parseYaml(r.userData) as { manage_etc_hosts?: unknown }).manage_etc_hosts, true);
+  }
+});
+
 test('etcd and agent configuration follow the spec', () => {
   const spec = loadSpecObject(makeSpec({ name: 'ec', nodes: nodes(4, (i) => ({ address: `10.99.0.${21 + i}` })), etcd: { members: ['node1', 'node2', 'node3'] } }));
   const rendered = renderCluster(spec, ensureSecrets(spec));
