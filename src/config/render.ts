@@ -190,7 +190,10 @@ function finishCloudConfig(doc: Document, spec: ResolvedSpec, node: string): str
 }
 
 /** Renders one node's documents. */
-export function renderNode(spec: ResolvedSpec, node: ResolvedNode, secrets: ClusterSecrets, format: ConfigFormat = spec.format): RenderedNode {
+export function renderNode(spec0: ResolvedSpec, node: ResolvedNode, secrets: ClusterSecrets, format: ConfigFormat = spec0.format): RenderedNode {
+  // The node's files depend on the format too (sshd must read Ignition's authorized_keys.d): a
+  // format chosen over the spec's (`up --format`) is the spec's format for this render.
+  const spec = spec0.format === format ? spec0 : { ...spec0, format };
   const ctx = contextFor(spec, node, secrets, format);
   const hostPublicKey = ctx.hostKey.publicKey;
   if (format === 'ignition') {

@@ -195,6 +195,15 @@ test('an Ignition node resolves its own name: /etc/hostname and /etc/hosts name 
   }
 });
 
+test('a format chosen over the spec\'s (up --format ignition) renders that format\'s node files too', () => {
+  // Found by the chaos run: a cloud-config spec brought up with --format ignition got no
+  // AuthorizedKeysFile line for Ignition's keys, and every SSH login was refused.
+  const spec = loadSpecObject(makeSpec({ nodes: nodes(1) }));
+  assert.equal(spec.format, 'cloud-config');
+  const [r] = renderCluster(spec, ensureSecrets(spec), { format: 'ignition' });
+  assert.match(files(r!).get('/etc/ssh/sshd_config.d/10-flotilla.conf')!, /^AuthorizedKeysFile .ssh\/authorized_keys .ssh\/authorized_keys.d\/ignition$/m);
+});
+
 test('etcd and agent configuration follow the spec', () => {
   const spec = loadSpecObject(makeSpec({ name: 'ec', nodes: nodes(4, (i) => ({ address: `10.99.0.${21 + i}` })), etcd: { members: ['node1', 'node2', 'node3'] } }));
   const rendered = renderCluster(spec, ensureSecrets(spec));

@@ -282,7 +282,10 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
     for (const note of tuned.notes) progress({ phase: 'render', state: 'info', detail: `TCG: ${note}` });
     spec = tuned.spec;
   }
-  const format = opts.format ?? spec.format;
+  // A format given over the spec's becomes the spec's: spec.json (what replace renders again
+  // from) and verify's expectations must describe what the nodes really got.
+  if (opts.format && opts.format !== spec.format) spec = { ...spec, format: opts.format };
+  const format = spec.format;
   const { rendered, pki } = await phase<{ rendered: RenderedNode[]; pki: ClusterPki | undefined }>(
     'render',
     async () => {
