@@ -150,6 +150,11 @@ export async function preloadUnits(registry: Registry, dir: string, log: (m: str
 
 export async function startFleetd(config: FleetdConfig, log: (m: string) => void = () => undefined, opts: { signal?: AbortSignal; connectAttempts?: number } = {}): Promise<Fleetd> {
   const tls = readTls(config.tls);
+  const runner = makeRunner(config);
+  // Before anything waits on etcd: what a killed predecessor left running is stopped within
+  // the fencing window, not after this process has registered (see SystemdRunner.stopLeftovers).
+  const leftovers = (await runner.stopLeftovers?.()) ?? [];
+  if (leftovers.length) log(`stopped ${leftovers.length} unit${leftovers.length === 1 ? '' : 's'} a previous fleetd left running: ${leftovers.join(', ')} (its lease ends, and the engine places them again)`);
   // A daemon waits for etcd rather than dying: at first boot etcd may start after fleetd,
   // and a slow machine (TCG) can miss a short dial deadline.
   let registry: Registry | undefined;
@@ -168,7 +173,6 @@ export async function startFleetd(config: FleetdConfig, log: (m: string) => void
       if (opts.signal?.aborted) throw err;
     }
   }
-  const runner = makeRunner(config);
   const agent = new Agent({ registry, runner, ttlSeconds: config.ttlSeconds, machine: { id: config.machineId, metadata: config.metadata, address: config.address, capacity: config.capacity }, log });
   const engine = new Engine({ registry, candidateId: config.machineId, leaderTtlSeconds: config.ttlSeconds, reconcileIntervalMs: config.reconcileIntervalMs, log });
   engine.on('error', () => undefined); // logged by the engine itself

@@ -245,3 +245,30 @@ test('a restarted agent\'s runner adopts the units its killed predecessor left, 
   assert.deepEqual(new SystemdRunner({ unitDir, exec: systemctl.exec, ownedFile }).list(), []);
   assert.equal(fs.existsSync(path.join(unitDir, 'someone-elses.service')), true);
 });
+
+test('stopLeftovers: a new fleetd stops what its killed predecessor left (its lease is never resumed), not what it started itself nor foreign units', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-systemd-'));
+  const ownedFile = path.join(dir, 'state', 'owned.json');
+  const unitDir = path.join(dir, 'units');
+  fs.mkdirSync(unitDir);
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const systemctl = new SystemctlStandIn(unitDir);
+  const first = new SystemdRunner({ unitDir, exec: systemctl.exec, ownedFile });
+  await first.start('web.service', WEB);
+  await first.start('db.service', WEB.replace('web', 'db'));
+  fs.writeFileSync(path.join(unitDir, 'someone-elses.service'), WEB);
+  // SIGKILL: no close().
+  const second = new SystemdRunner({ unitDir, exec: systemctl.exec, ownedFile });
+  await second.start('db.service', WEB.replace('web', 'db')); // taken over explicitly: no longer a leftover
+  await second.start('cache.service', WEB.replace('web', 'cache'));
+  assert.deepEqual(await second.stopLeftovers(), ['web.service']);
+  assert.equal(systemctl.states.get('web.service')?.active, 'inactive');
+  assert.equal(fs.existsSync(path.join(unitDir, 'web.service')), false);
+  assert.equal(systemctl.states.get('db.service')?.active, 'active');
+  assert.equal(systemctl.states.get('cache.service')?.active, 'active');
+  assert.equal(fs.existsSync(path.join(unitDir, 'someone-elses.service')), true);
+  assert.deepEqual(second.list(), ['cache.service', 'db.service']);
+  assert.deepEqual(JSON.parse(fs.readFileSync(ownedFile, 'utf8')), ['cache.service', 'db.service']);
+  assert.deepEqual(await second.stopLeftovers(), [], 'once');
+  await second.close();
+});

@@ -96,6 +96,8 @@ export class SystemdRunner implements UnitRunner {
   private closed = false;
 
   private readonly ownedFile: string | undefined;
+  /** Units adopted from a previous runner process and not yet started or removed by this one. */
+  private readonly leftovers = new Set<string>();
 
   constructor(options: SystemdRunnerOptions = {}) {
     this.unitDir = options.unitDir ?? SYSTEMD_RUNTIME_UNIT_DIR;
@@ -123,6 +125,7 @@ export class SystemdRunner implements UnitRunner {
       if (typeof name !== 'string' || name.includes('/') || name.startsWith('.')) continue;
       try {
         this.units.set(name, { text: fs.readFileSync(this.unitPath(name), 'utf8'), status: unknownUnitStatus(name) });
+        this.leftovers.add(name);
       } catch {
         /* its file is gone: nothing to adopt */
       }
@@ -151,6 +154,7 @@ export class SystemdRunner implements UnitRunner {
 
   async start(name: string, unitText: string): Promise<void> {
     if (this.closed) throw new FlotillaError('conflict', `cannot start ${name}: the runner is closed`);
+    this.leftovers.delete(name);
     const info = unitNameInfo(name);
     if (info.kind === 'template') throw new FlotillaError('invalid-input', `${name} is a template; start an instance such as ${info.prefix}@1.${info.type}`);
     parseUnitFile(unitText, name); // refuse what systemd would only warn about
@@ -194,7 +198,20 @@ export class SystemdRunner implements UnitRunner {
     }
   }
 
+  /**
+   * A new agent process never resumes its predecessor's lease: that lease expires and the engine
+   * places the machine's units elsewhere. Units left running would then run twice for as long as
+   * the new agent takes to register and reconcile (a minute on an emulated node, past the
+   * fencing window), so fleetd stops them before it even dials etcd.
+   */
+  async stopLeftovers(): Promise<string[]> {
+    const names = [...this.leftovers].sort();
+    for (const name of names) await this.remove(name);
+    return names;
+  }
+
   async remove(name: string): Promise<void> {
+    this.leftovers.delete(name);
     if (!this.units.has(name)) return;
     await this.stop(name);
     fs.rmSync(this.unitPath(name), { force: true });

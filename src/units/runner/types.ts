@@ -57,6 +57,11 @@ export interface UnitRunner {
   onStateChange(listener: StateListener): () => void;
   /** Stops every unit this runner started (waiting for their processes) and releases its resources. */
   close(): Promise<void>;
+  /**
+   * Stops and forgets the units a previous process of this runner left running (its agent was
+   * killed); returns their names. Runners whose units die with their agent have none.
+   */
+  stopLeftovers?(): Promise<string[]>;
 }
 
 export function unknownUnitStatus(name: string): UnitStatus {
