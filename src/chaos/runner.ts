@@ -250,12 +250,18 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
   const writeSentinels = async (tag: string): Promise<string | undefined> => {
     const batch = new Map<string, string>();
     for (let i = 0; i < 5; i++) batch.set(`${tag}-${i}`, `${tag}.${i}.${Date.now()}`);
-    try {
-      await o.observer.writeSentinels(batch);
-      for (const [k, v] of batch) sentinels.set(k, v);
-      return undefined;
-    } catch (err) {
-      return `writing sentinel keys (${tag}) failed: ${(err as Error).message.split('\n')[0]}`;
+    // etcd refuses writes while it elects a leader (up to two election timeouts, and a fault
+    // may have taken the leader): unavailable for a while is not lost, so retry for a TTL.
+    const until = Date.now() + o.timings.ttlSeconds * 1000;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await o.observer.writeSentinels(batch);
+        for (const [k, v] of batch) sentinels.set(k, v);
+        return undefined;
+      } catch (err) {
+        if (Date.now() >= until) return `writing sentinel keys (${tag}) failed (${attempt} attempt${attempt === 1 ? '' : 's'} in ${o.timings.ttlSeconds} s): ${(err as Error).message.split('\n')[0]}`;
+        await new Promise((r) => setTimeout(r, Math.min(2000, o.timings.pollMs * attempt)));
+      }
     }
   };
 
