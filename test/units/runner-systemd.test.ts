@@ -214,20 +214,30 @@ test('the real systemctl: its refusal on a host without systemd is an external e
   await runner.close();
 });
 
-test('a restarted agent\'s runner adopts the units its killed predecessor left, so reconcile can stop or keep them', async (t) => {
+/**
+ * A runner that started web.service and db.service and was then SIGKILLed with its agent (no
+ * close()), beside a unit that is not the runner's; `next()` is the runner of the agent's successor.
+ */
+async function killedPredecessor(t: TestContext): Promise<{ unitDir: string; ownedFile: string; systemctl: SystemctlStandIn; next: () => SystemdRunner }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-systemd-'));
   const ownedFile = path.join(dir, 'state', 'owned.json');
   const unitDir = path.join(dir, 'units');
   fs.mkdirSync(unitDir);
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const systemctl = new SystemctlStandIn(unitDir);
-  const first = new SystemdRunner({ unitDir, exec: systemctl.exec, ownedFile });
+  const next = (): SystemdRunner => new SystemdRunner({ unitDir, exec: systemctl.exec, ownedFile });
+  const first = next();
   await first.start('web.service', WEB);
   await first.start('db.service', WEB.replace('web', 'db'));
   fs.writeFileSync(path.join(unitDir, 'someone-elses.service'), WEB); // not the runner's: never adopted
+  return { unitDir, ownedFile, systemctl, next };
+}
+
+test('a restarted agent\'s runner adopts the units its killed predecessor left, so reconcile can stop or keep them', async (t) => {
+  const { unitDir, ownedFile, systemctl, next } = await killedPredecessor(t);
   assert.deepEqual(JSON.parse(fs.readFileSync(ownedFile, 'utf8')), ['db.service', 'web.service']);
   // The agent is SIGKILLed: no close(); the units keep running under systemd.
-  const second = new SystemdRunner({ unitDir, exec: systemctl.exec, ownedFile });
+  const second = next();
   assert.deepEqual(second.list(), ['db.service', 'web.service']);
   assert.equal((await second.state('web.service')).active, 'active');
   // What the agent's reconcile does with a unit no longer assigned here: stopped and removed.
@@ -242,23 +252,13 @@ test('a restarted agent\'s runner adopts the units its killed predecessor left, 
   assert.equal(systemctl.states.get('web.service')?.pid, 1000, 'same process');
   await second.close();
   assert.deepEqual(JSON.parse(fs.readFileSync(ownedFile, 'utf8')), []);
-  assert.deepEqual(new SystemdRunner({ unitDir, exec: systemctl.exec, ownedFile }).list(), []);
+  assert.deepEqual(next().list(), []);
   assert.equal(fs.existsSync(path.join(unitDir, 'someone-elses.service')), true);
 });
 
 test('stopLeftovers: a new fleetd stops what its killed predecessor left (its lease is never resumed), not what it started itself nor foreign units', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-systemd-'));
-  const ownedFile = path.join(dir, 'state', 'owned.json');
-  const unitDir = path.join(dir, 'units');
-  fs.mkdirSync(unitDir);
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const systemctl = new SystemctlStandIn(unitDir);
-  const first = new SystemdRunner({ unitDir, exec: systemctl.exec, ownedFile });
-  await first.start('web.service', WEB);
-  await first.start('db.service', WEB.replace('web', 'db'));
-  fs.writeFileSync(path.join(unitDir, 'someone-elses.service'), WEB);
-  // SIGKILL: no close().
-  const second = new SystemdRunner({ unitDir, exec: systemctl.exec, ownedFile });
+  const { unitDir, ownedFile, systemctl, next } = await killedPredecessor(t);
+  const second = next();
   await second.start('db.service', WEB.replace('web', 'db')); // taken over explicitly: no longer a leftover
   await second.start('cache.service', WEB.replace('web', 'cache'));
   assert.deepEqual(await second.stopLeftovers(), ['web.service']);

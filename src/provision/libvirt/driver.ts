@@ -20,6 +20,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { FlotillaError } from '../../errors';
 import type { RenderedNode } from '../../config/render';
+import type { ImageInfo } from '../local/image';
 import type { Accelerator } from '../local/qemu-args';
 import { writeFirstBoot } from '../local/qemu';
 import { stateDir } from '../local/state';
@@ -50,6 +51,16 @@ export interface NodeImage {
   cmdline: string;
   /** Virtual size of the base disk: the overlay's capacity. */
   virtualBytes: number;
+}
+
+/** What a domain needs of a cached image. */
+export function nodeImageOf(image: ImageInfo): NodeImage {
+  return { disk: image.disk, kernel: image.kernel, initrd: image.initrd, cmdline: image.cmdline, virtualBytes: image.sizes.virtualBytes };
+}
+
+/** The documents of a rendered node that go onto its first-boot volume. */
+export function firstBootDocs(r: RenderedNode): FirstBootDocs {
+  return { node: r.node, format: r.format, userData: r.userData, ...(r.metaData !== undefined ? { metaData: r.metaData } : {}), ...(r.networkConfig !== undefined ? { networkConfig: r.networkConfig } : {}) };
 }
 
 export interface LibvirtNodeDesc {

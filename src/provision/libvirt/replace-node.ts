@@ -12,7 +12,7 @@ import { writeFileAtomic } from '../../util/fs';
 import { clusterDir } from '../local/cluster';
 import { getImage } from '../local/image';
 import type { NodeMachinery } from '../replace';
-import { defineAndStart, destroy, libvirtPidFile, type LibvirtNodeDesc } from './driver';
+import { defineAndStart, destroy, firstBootDocs, libvirtPidFile, nodeImageOf, type LibvirtNodeDesc } from './driver';
 
 /** A node's domain description without its first-boot documents (those hold secrets and change per boot). */
 export type SavedLibvirtNode = Omit<LibvirtNodeDesc, 'firstBoot'>;
@@ -64,13 +64,13 @@ export const libvirtMachinery: NodeMachinery = {
     if (!n) throw new FlotillaError('internal', `node ${node.name} is not in the spec`);
     const desc: LibvirtNodeDesc = {
       ...saved,
-      image: { disk: image.disk, kernel: image.kernel, initrd: image.initrd, cmdline: image.cmdline, virtualBytes: image.sizes.virtualBytes },
+      image: nodeImageOf(image),
       accel,
       cpus: Math.min(2, n.cpus),
       memoryMiB: n.memoryMiB,
       // A new machine: a new domain UUID, so the guest's machine ID (derived from it) is new too.
       generation: (saved.generation ?? 0) + 1,
-      firstBoot: { node: rendered.node, format: rendered.format, userData: rendered.userData, ...(rendered.metaData !== undefined ? { metaData: rendered.metaData } : {}), ...(rendered.networkConfig !== undefined ? { networkConfig: rendered.networkConfig } : {}) },
+      firstBoot: firstBootDocs(rendered),
     };
     const info = await defineAndStart(desc);
     saveLibvirtNode(desc);

@@ -15,7 +15,7 @@ import { FlotillaError } from '../../errors';
 import { clusterDir } from '../local/cluster';
 import { readRecord, upCluster, type LaunchedNode, type Launcher, type UpOptions, type UpResult } from '../local/up';
 import { clusterLinks, defaultPorts, domainName } from './domain-xml';
-import { defineAndStart, destroy, libvirtDir, libvirtPidFile, list, type LibvirtNodeDesc } from './driver';
+import { defineAndStart, destroy, firstBootDocs, libvirtDir, libvirtPidFile, list, nodeImageOf, type LibvirtNodeDesc } from './driver';
 import { saveLibvirtNode } from './replace-node';
 import { DEFAULT_URI, virsh } from './virsh';
 
@@ -63,11 +63,11 @@ export function libvirtLauncher(o: Pick<LibvirtUpOptions, 'uri' | 'sshPortBase' 
           cluster: spec.name,
           node: n.name,
           uri,
-          image: { disk: image.disk, kernel: image.kernel, initrd: image.initrd, cmdline: image.cmdline, virtualBytes: image.sizes.virtualBytes },
+          image: nodeImageOf(image),
           accel,
           cpus: Math.min(2, n.cpus),
           memoryMiB: n.memoryMiB,
-          firstBoot: { node: r.node, format: r.format, userData: r.userData, ...(r.metaData !== undefined ? { metaData: r.metaData } : {}), ...(r.networkConfig !== undefined ? { networkConfig: r.networkConfig } : {}) },
+          firstBoot: firstBootDocs(r),
           sshPort: sshPortBase + i,
           primaryMac: n.primaryMac,
           cluster0: { mac: n.clusterMac, ...links[i]! },

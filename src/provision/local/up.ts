@@ -28,7 +28,6 @@ import { cpuSeconds, runningPid } from './qemu';
 import { sshConnect, sshExec, waitForSsh, type SshAuth } from './ssh';
 import { openTunnel, type Tunnel } from './tunnel';
 
-export { TCG_MIN_TTL_SECONDS } from './tcg';
 
 export const PHASES = ['image', 'render', 'launch', 'kernel', 'ssh', 'first-boot', 'secrets', 'etcd', 'agents'] as const;
 export type Phase = (typeof PHASES)[number];

@@ -10,7 +10,7 @@ import * as pulumi from '@pulumi/pulumi';
 import { FlotillaError } from '../../errors';
 import type { ResolvedSpec } from '../../config/spec';
 import { clusterLinks, defaultPorts } from '../libvirt/domain-xml';
-import type { NodeImage } from '../libvirt/driver';
+import { firstBootDocs, type NodeImage } from '../libvirt/driver';
 import { DEFAULT_URI } from '../libvirt/virsh';
 import { stateDir as defaultStateDir } from '../local/state';
 import type { NodeEndpoint } from './inventory';
@@ -65,8 +65,7 @@ export function createLibvirtNodes(self: pulumi.ComponentResource, name: string,
       placed.apply((p) => {
         const x = p[i];
         if (!x || x.rendered.node !== n.name) throw new FlotillaError('internal', `rendered documents out of order at ${n.name}`);
-        const r = x.rendered;
-        return { node: r.node, format: r.format, userData: r.userData, ...(r.metaData !== undefined ? { metaData: r.metaData } : {}), ...(r.networkConfig !== undefined ? { networkConfig: r.networkConfig } : {}) };
+        return firstBootDocs(x.rendered);
       }),
     );
     const domain = new LibvirtDomain(

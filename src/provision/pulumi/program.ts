@@ -25,7 +25,8 @@ const realDeps: ProgramDeps = {
     const { ensureImage, getImage } = await import('../local/image');
     const img = imageId !== undefined ? getImage(imageId) : await ensureImage({}, (p) => void pulumi.log.info(`node image: ${p.step} ${p.phase}${p.seconds !== undefined ? ` ${p.seconds}s` : ''}`));
     if (!img) throw new pulumi.RunError(`flotilla:image: no cached node image ${imageId}; unset it to use (and build) the current one`);
-    return { disk: img.disk, kernel: img.kernel, initrd: img.initrd, cmdline: img.cmdline, virtualBytes: img.sizes.virtualBytes };
+    const { nodeImageOf } = await import('../libvirt/driver');
+    return nodeImageOf(img);
   },
   async probeAccel(image) {
     const { probeAccelerator } = await import('../local/accel');

@@ -17,7 +17,6 @@ export interface ExpectedFile {
   mode: number;
 }
 
-/** What a node should have on disk: from the spec when known, else Flotilla's fixed paths. */
 /**
  * Whether the cluster's etcd speaks TLS: the spec says so when there is one; otherwise the
  * inventory (TLS files for the host or the nodes, or an https endpoint).
@@ -28,7 +27,8 @@ export function clusterUsesTls(inventory: Inventory, spec: ResolvedSpec | undefi
   return Boolean(e.tls || e.nodeTls) || e.endpoints.some((u) => u.startsWith('https:')) || inventory.nodes.some((n) => n.etcdEndpoint.startsWith('https:'));
 }
 
-export function expectedNodeFiles(node: InventoryNode, spec: ResolvedSpec | undefined, tls = spec ? spec.etcd.tls : true): ExpectedFile[] {
+/** What a node should have on disk: from the spec when known, else Flotilla's fixed paths; the PKI when `tls` (clusterUsesTls). */
+export function expectedNodeFiles(node: InventoryNode, spec: ResolvedSpec | undefined, tls: boolean): ExpectedFile[] {
   const specNode = spec?.nodes.find((n) => n.name === node.name);
   const out: ExpectedFile[] = [];
   if (spec && specNode) {
