@@ -78,6 +78,14 @@ describe('flotilla replace: input', () => {
     r = await cli('replace', '--name', 'lv', '--all', '--spec', path.join(specDir, 'lv.json'));
     assert.equal(r.code, 3, r.stderr);
     assert.match(r.stderr, /lv\/node1\/libvirt\.json is missing .* replace needs it/);
+    // A damaged file is named too (exit 2), and nothing is touched.
+    const saved = path.join(state, 'clusters', 'lv', 'node1', 'libvirt.json');
+    fs.mkdirSync(path.dirname(saved), { recursive: true });
+    fs.writeFileSync(saved, '{"cluster": "lv",');
+    r = await cli('replace', '--name', 'lv', '--all', '--spec', path.join(specDir, 'lv.json'));
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /lv\/node1\/libvirt\.json: not JSON/);
+    fs.rmSync(path.dirname(saved), { recursive: true, force: true });
   });
 
   it('without a saved spec it asks for --spec', async () => {

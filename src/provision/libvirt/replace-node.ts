@@ -38,7 +38,12 @@ export function readLibvirtNode(cluster: string, node: string): SavedLibvirtNode
     }
     throw err;
   }
-  const saved = JSON.parse(text) as SavedLibvirtNode;
+  let saved: SavedLibvirtNode;
+  try {
+    saved = JSON.parse(text) as SavedLibvirtNode;
+  } catch (err) {
+    throw new FlotillaError('invalid-input', `${file}: not JSON (${(err as Error).message}); replace needs how node ${node}'s domain was made`);
+  }
   if (saved.cluster !== cluster || saved.node !== node) throw new FlotillaError('invalid-input', `${file}: describes ${saved.cluster}/${saved.node}, not ${cluster}/${node}`);
   return saved;
 }
