@@ -170,6 +170,8 @@ export class Agent extends EventEmitter {
       if (this.lease?.alive) await this.opts.registry.clearState(this.machineId, this.lease, name).catch(() => undefined);
     }
     await Promise.all([...desired.values()].map((a) => this.apply(a)));
+    const wanted = new Set([...desired.values()].map((a) => a.hash));
+    for (const hash of this.bodies.keys()) if (!wanted.has(hash)) this.bodies.delete(hash);
   }
 
   /** Brings one assigned unit to its desired state. */

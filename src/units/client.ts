@@ -9,7 +9,7 @@ import { readTextFile } from '../util/fs';
 import { ROLLOUT_IN_PROGRESS, type DesiredState, type Job, type MachineInfo, type Placement, type Registry, type RolloutPhase, type UnitHealth, type UnitState } from './registry';
 import { parseUnitFile, unitNameInfo, unitNameProblem, type UnitFile } from './unit-file';
 import { avoidReason, checkUnitPolicy, type UnitPolicy } from './unit-policy';
-import { checkMachineOfCycles, checkXFleet, instantiate, type XFleetOptions } from './xfleet';
+import { checkMachineOfCycles, checkXFleet, instantiate, TEMPLATE_CHECK_INSTANCE, type XFleetOptions } from './xfleet';
 
 export interface CheckedUnit {
   name: string;
@@ -67,9 +67,15 @@ export function readUnitArgs(args: readonly string[]): CheckedUnit[] {
     }
   }
   throwIfProblems(problems, 'invalid unit files');
-  const cycles = checkMachineOfCycles(units.map((u) => ({ name: u.name, options: u.options })));
+  // Templates' options were read as their stand-in instance, so cycles between templates show there.
+  const cycles = checkMachineOfCycles(units.map((u) => ({ name: checkedName(u.name), options: u.options })));
   throwIfProblems(cycles, 'invalid unit files');
   return units;
+}
+
+function checkedName(name: string): string {
+  const info = unitNameInfo(name);
+  return info.kind === 'template' ? `${info.prefix}@${TEMPLATE_CHECK_INSTANCE}.${info.type}` : name;
 }
 
 /** A unit's name is a plain name or a path: submit files, act on names. */

@@ -38,7 +38,10 @@ export interface ReconcileResult {
   ms: number;
 }
 
-/** Parsed [X-Fleet] options and policy per content hash: bodies never change, so each is parsed once. */
+/**
+ * Parsed [X-Fleet] options and policy per unit name and content hash. The name is part of the key:
+ * instances of one template share a body, but specifiers (`MachineOf=web@%i.service`) expand per instance.
+ */
 type ParsedOptions = { options: XFleetOptions; policy: UnitPolicy } | { problem: string };
 
 export class Engine extends EventEmitter {
@@ -148,9 +151,12 @@ export class Engine extends EventEmitter {
     const policies = new Map<string, UnitPolicy>();
     const rollouts = new Map(snapshot.rollouts.filter((r) => ROLLOUT_IN_PROGRESS.includes(r.phase)).map((r) => [r.unit, r]));
     const invalid = new Map<string, { hash: string; reason: string }>();
+    const seen = new Set<string>();
     for (const job of snapshot.jobs) {
       if (unitNameInfo(job.name).kind === 'template') continue; // templates are never placed; their instances are
-      let p = this.parsed.get(job.hash);
+      const key = `${job.name}\0${job.hash}`;
+      seen.add(key);
+      let p = this.parsed.get(key);
       if (!p) {
         const text = await this.opts.registry.getBody(job.hash);
         if (text === undefined) continue; // destroyed since the snapshot
@@ -161,7 +167,7 @@ export class Engine extends EventEmitter {
         } catch (err) {
           p = { problem: (err as Error).message.replace(/\n\s*/g, '; ') };
         }
-        this.parsed.set(job.hash, p);
+        this.parsed.set(key, p);
       }
       if ('options' in p) {
         const rollout = rollouts.get(job.name);
@@ -177,6 +183,8 @@ export class Engine extends EventEmitter {
         policies.set(job.name, p.policy);
       } else invalid.set(job.name, { hash: job.hash, reason: `invalid unit: ${p.problem}` });
     }
+    // Destroyed units and replaced bodies are never asked for again.
+    for (const key of this.parsed.keys()) if (!seen.has(key)) this.parsed.delete(key);
     return { jobs, policies, invalid };
   }
 

@@ -268,6 +268,9 @@ function suggestKey(key: string): string | undefined {
   return nearest(key, Object.keys(KEY_ALIASES));
 }
 
+/** The instance name a template's [X-Fleet] is checked with (specifiers need one). */
+export const TEMPLATE_CHECK_INSTANCE = 'instance';
+
 /**
  * Reads the [X-Fleet] options of a unit, expanding `%n %N %p %i %%` from the unit's name.
  * Throws FlotillaError('invalid-input') listing every problem with its `file:line`:
@@ -289,6 +292,9 @@ export function checkXFleet(unit: UnitFile): { options: XFleetOptions; problems:
   let info: UnitNameInfo;
   try {
     info = unitNameInfo(unit.name);
+    // A template is never placed; its instances are, each checked under its own name when
+    // started. The template itself is checked as a stand-in instance, so `%i` is not empty.
+    if (info.kind === 'template') info = unitNameInfo(`${info.prefix}@${TEMPLATE_CHECK_INSTANCE}.${info.type}`);
   } catch (err) {
     problems.push({ path: '', file, message: (err as Error).message });
     return { options, problems };
@@ -370,7 +376,7 @@ export function checkXFleet(unit: UnitFile): { options: XFleetOptions; problems:
               at((err as Error).message, option);
               continue;
             }
-            if (target.name === unit.name) at(`${option} names the unit itself`, option);
+            if (target.name === unit.name || target.name === info.name) at(`${option} names the unit itself`, option);
             else if (!list.includes(target.name)) list.push(target.name);
           }
           break;

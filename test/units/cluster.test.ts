@@ -82,6 +82,46 @@ test('Conflicts with templates and specifiers: instances spread, the surplus wai
   }
 });
 
+test('template instances: every specifier-dependent option is read per instance (sidekicks beside their own copy)', async () => {
+  const f = await fleetWith('sidekicks', [
+    { id: 'm1', metadata: { slot: '1' } },
+    { id: 'm2', metadata: { slot: '2' } },
+    { id: 'm3', metadata: { slot: '3' } },
+    { id: 'm4', metadata: { slot: '4' } },
+  ]);
+  try {
+    const c = await f.units();
+    // All instances of one template share one body (one content hash); the placement of each must still follow its own name.
+    const web = f.writeUnit('web@.service', f.markerUnit(['Conflicts=web@*.service']));
+    const disc = f.writeUnit('web-discovery@.service', f.markerUnit(['MachineOf=web@%i.service']));
+    const pinned = f.writeUnit('pinned@.service', f.markerUnit(['MachineMetadata=slot=%i']));
+    const byId = f.writeUnit('byid@.service', f.markerUnit(['MachineID=%i']));
+    const peer = f.writeUnit('peer@.service', f.markerUnit(['Conflicts=pinned@%i.service', 'MachineMetadata=slot=1 slot=2']));
+    await c.submit([web, disc, pinned, byId, peer]);
+    const names = [
+      ...[1, 2, 3].flatMap((i) => [`web@${i}.service`, `web-discovery@${i}.service`]),
+      'pinned@2.service', 'pinned@4.service', 'byid@m3.service', 'byid@m1.service', 'peer@1.service', 'peer@2.service',
+    ];
+    await c.setState(names, 'launched');
+    const rows = await f.waitRows((rows) => names.every((u) => rows.some((r) => r.unit === u && r.active === 'active')), 20_000);
+    const p = placements(rows);
+    const webOn = [1, 2, 3].map((i) => p[`web@${i}.service`]![0]!);
+    assert.equal(new Set(webOn).size, 3, `web copies on three machines: ${JSON.stringify(p)}`);
+    for (const i of [1, 2, 3]) assert.deepEqual(p[`web-discovery@${i}.service`], [webOn[i - 1]], `web-discovery@${i} beside web@${i}: ${JSON.stringify(p)}`);
+    assert.deepEqual(p['pinned@2.service'], ['m2']);
+    assert.deepEqual(p['pinned@4.service'], ['m4']);
+    assert.deepEqual(p['byid@m3.service'], ['m3']);
+    assert.deepEqual(p['byid@m1.service'], ['m1']);
+    // peer@N may not share a machine with pinned@N: pinned@2 is on m2, so peer@2 goes to m1; pinned@1 does not run, so peer@1 may go to m1 or m2.
+    assert.deepEqual(p['peer@2.service'], ['m1']);
+    assert.ok(['m1', 'm2'].includes(p['peer@1.service']![0]!), JSON.stringify(p));
+    await sleep(300);
+    for (const i of [1, 2, 3]) assert.deepEqual(f.runningOn(`web-discovery@${i}.service`), [webOn[i - 1]]);
+  } finally {
+    await f.stop();
+  }
+});
+
 test('Global units run on every matching machine, including one that joins later', async () => {
   const f = await fleetWith('global', THREE);
   try {

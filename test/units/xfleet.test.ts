@@ -5,6 +5,7 @@ import { FlotillaError } from '../../src/errors';
 import { parseUnitFile, serializeUnitFile } from '../../src/units/unit-file';
 import {
   checkMachineOfCycles,
+  checkXFleet,
   conflictsWith,
   emptyXFleetOptions,
   globMatch,
@@ -170,8 +171,27 @@ test('templates: instantiate renames; [X-Fleet] specifiers expand from the insta
   assert.throws(() => instantiate(parseUnitFile('', 'web.service'), '1'), /not a template/);
   assert.throws(() => instantiate(template, 'a b'), /invalid unit name/);
   assert.throws(() => instantiate(template, ''), /not an instance/);
-  // The template itself parses too (%i is empty), like fleet's submitted templates.
-  assert.deepEqual(parseXFleet(template).machineOf, ['web-sidekick@.service']);
+  // The template itself is checked as a stand-in instance, so `%i` is never empty.
+  assert.deepEqual(parseXFleet(template).machineOf, ['web-sidekick@instance.service']);
+});
+
+test('templates whose MachineMetadata, MachineID or Conflicts use %i are accepted (fleet\'s own functional tests had them)', () => {
+  for (const xfleet of [
+    ['MachineMetadata=hostname=%i'],
+    ['MachineMetadata="role=master" "masterid=%i"'],
+    ['MachineID=%i'],
+    ['Conflicts=%p@%i.service'],
+  ]) {
+    const template = parseUnitFile(['[Service]', 'ExecStart=/bin/true', '[X-Fleet]', ...xfleet].join('\n'), 'kube@.service');
+    assert.deepEqual(checkXFleet(template).problems, [], xfleet.join());
+  }
+  const inst = parseXFleet(instantiate(parseUnitFile('[X-Fleet]\nMachineMetadata="role=master" "masterid=%i"\n', 'kube@.service'), '3'));
+  assert.deepEqual(inst.machineMetadata, [
+    { key: 'role', values: ['master'] },
+    { key: 'masterid', values: ['3'] },
+  ]);
+  // A template that names its own instance is still refused.
+  assert.match(checkXFleet(parseUnitFile('[X-Fleet]\nMachineOf=%n\n', 'web@.service')).problems[0]?.message ?? '', /names the unit itself/);
 });
 
 test('globMatch follows Go path.Match', () => {
