@@ -52,7 +52,7 @@ function problemsOf(err: unknown, file: string): Problem[] {
   throw err;
 }
 
-export function validateFile(file: string, text: string, opts: { unitChecker?: (file: string, text: string) => Problem[] } = {}): FileValidation {
+export function validateFile(file: string, text: string, opts: { unitChecker?: (file: string, text: string) => { problems: Problem[]; warnings: Problem[] } } = {}): FileValidation {
   const kind = detectKind(file, text);
   const res: FileValidation = { file, kind, ok: true, checks: ['flotilla'], skipped: [], problems: [], warnings: [] };
   const add = (ps: Problem[]) => res.problems.push(...ps);
@@ -112,8 +112,11 @@ export function validateFile(file: string, text: string, opts: { unitChecker?: (
       }
       break;
     case 'unit':
-      if (opts.unitChecker) add(opts.unitChecker(file, text));
-      else res.skipped.push('unit checks');
+      if (opts.unitChecker) {
+        const checked = opts.unitChecker(file, text);
+        add(checked.problems);
+        res.warnings.push(...checked.warnings);
+      } else res.skipped.push('unit checks');
       break;
     case 'unknown':
       add([{ path: '', message: 'cannot tell what this is: not a cluster spec, #cloud-config, Ignition JSON, network-config v2 or unit file', file }]);

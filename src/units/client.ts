@@ -16,37 +16,49 @@ export interface CheckedUnit {
   text: string;
   options: XFleetOptions;
   policy: UnitPolicy;
+  /** What fleet accepted but did not do as the author likely hoped; see checkXFleet. */
+  warnings: Problem[];
 }
 
 /** Parses and checks one unit file; every problem names file:line. */
 export function checkUnitText(name: string, text: string, file = name): CheckedUnit {
-  const nameProblem = unitNameProblem(name);
-  if (nameProblem) throw new FlotillaError('invalid-input', `${file}: ${nameProblem}`, [{ path: '', message: nameProblem, file }]);
-  const unit = parseUnitFile(text, name, { file });
-  const { options, problems } = checkXFleet(unit);
-  const { policy, problems: policyProblems } = checkUnitPolicy(unit, options);
-  throwIfProblems([...problems, ...policyProblems].map((p) => ({ ...p, file })), `${file}: invalid unit`);
-  return { name, text, options, policy };
+  const { unit, problems } = inspectUnit(name, text, file);
+  throwIfProblems(problems, `${file}: invalid unit`);
+  return unit!;
 }
 
-/** Problems of a unit file, for `flotilla validate` and `units verify`; [] when fine. */
-export function unitFileProblems(file: string, text: string): Problem[] {
+/** Problems and warnings of a unit file, for `flotilla validate` and `units verify`. */
+export function checkUnitFile(file: string, text: string): { problems: Problem[]; warnings: Problem[] } {
+  const { problems, warnings } = inspectUnit(path.basename(file), text, file);
+  return { problems, warnings };
+}
+
+/** Every problem and warning of one unit file; the checked unit when it has no problem. */
+function inspectUnit(name: string, text: string, file: string): { unit?: CheckedUnit; problems: Problem[]; warnings: Problem[] } {
+  const nameProblem = unitNameProblem(name);
+  if (nameProblem) return { problems: [{ path: '', message: nameProblem, file }], warnings: [] };
+  let unit: UnitFile;
   try {
-    checkUnitText(path.basename(file), text, file);
-    return [];
+    unit = parseUnitFile(text, name, { file });
   } catch (err) {
-    if (FlotillaError.is(err)) return err.problems.length ? [...err.problems] : [{ path: '', message: err.message, file }];
-    throw err;
+    if (!FlotillaError.is(err)) throw err;
+    return { problems: err.problems.length ? [...err.problems] : [{ path: '', message: err.message, file }], warnings: [] };
   }
+  const { options, problems, warnings } = checkXFleet(unit);
+  const { policy, problems: policyProblems } = checkUnitPolicy(unit, options);
+  const located = { problems: [...problems, ...policyProblems].map((p) => ({ ...p, file })), warnings: warnings.map((w) => ({ ...w, file })) };
+  return located.problems.length ? located : { ...located, unit: { name, text, options, policy, warnings: located.warnings } };
 }
 
 /**
  * Reads unit files (or names of instances of templates in `files`' directories, as
  * fleetctl did: `start web@1.service` uses `web@.service` from the same directory).
+ * Warnings go to `opts.onWarning` (also those of refused files, to fix both at once).
  */
-export function readUnitArgs(args: readonly string[]): CheckedUnit[] {
+export function readUnitArgs(args: readonly string[], opts: UnitCheckOptions = {}): CheckedUnit[] {
   const units: CheckedUnit[] = [];
   const problems: Problem[] = [];
+  const warnings: Problem[] = [];
   for (const arg of args) {
     try {
       const name = path.basename(arg);
@@ -60,13 +72,17 @@ export function readUnitArgs(args: readonly string[]): CheckedUnit[] {
         instantiate(tpl, name);
         text = readTextFile(templateFile);
       } else throw new FlotillaError('not-found', `${arg}: no such file`);
-      units.push(checkUnitText(name, text, arg));
+      const found = inspectUnit(name, text, arg);
+      problems.push(...found.problems, ...(opts.strict ? found.warnings : []));
+      warnings.push(...found.warnings);
+      if (found.unit) units.push(found.unit);
     } catch (err) {
       if (!FlotillaError.is(err)) throw err;
       problems.push(...(err.problems.length ? err.problems : [{ path: '', message: err.message, file: arg }]));
     }
   }
-  throwIfProblems(problems, 'invalid unit files');
+  if (!opts.strict) for (const w of warnings) opts.onWarning?.(w);
+  throwIfProblems(problems, opts.strict && warnings.length ? 'invalid unit files (--strict: warnings count as errors)' : 'invalid unit files');
   // Templates' options were read as their stand-in instance, so cycles between templates show there.
   const cycles = checkMachineOfCycles(units.map((u) => ({ name: checkedName(u.name), options: u.options })));
   throwIfProblems(cycles, 'invalid unit files');
@@ -106,12 +122,22 @@ export interface UnitRow {
   rollout: { phase: RolloutPhase; toHash: string; fromHash: string } | undefined;
 }
 
+export interface UnitCheckOptions {
+  /** Warnings refuse the unit too. */
+  strict?: boolean;
+  /** Told each warning of a unit that is accepted. */
+  onWarning?: (warning: Problem) => void;
+}
+
 export class UnitsClient {
-  constructor(readonly registry: Registry) {}
+  constructor(
+    readonly registry: Registry,
+    private readonly checks: UnitCheckOptions = {},
+  ) {}
 
   /** Submits files (idempotent for the same content); returns the unit names. */
   async submit(args: readonly string[], desiredState?: DesiredState): Promise<Array<{ name: string; created: boolean }>> {
-    const units = readUnitArgs(args);
+    const units = readUnitArgs(args, this.checks);
     const out: Array<{ name: string; created: boolean }> = [];
     for (const u of units) {
       const r = await this.registry.submitUnit(u.name, u.text, desiredState ? { desiredState } : {});
@@ -132,7 +158,9 @@ export class UnitsClient {
         const tpl = info.kind === 'instance' ? await this.registry.getUnit(info.template!) : undefined;
         if (!tpl) throw new FlotillaError('not-found', `unit ${n} is not submitted${info.kind === 'instance' ? ` (nor its template ${info.template})` : ''}`);
         const text = tpl.text;
-        checkUnitText(n, text);
+        const checked = checkUnitText(n, text);
+        if (this.checks.strict) throwIfProblems(checked.warnings, `${n}: --strict: warnings count as errors`);
+        for (const w of checked.warnings) this.checks.onWarning?.(w);
         await this.registry.submitUnit(n, text);
       }
     }

@@ -71,10 +71,11 @@ export function emptyXFleetOptions(): XFleetOptions {
 
 /**
  * Expands the specifiers fleet supports inside [X-Fleet] (`%n %N %p %i`) plus `%%`.
- * Any other specifier is an error: [X-Fleet] is read by the scheduler, not by systemd
- * on the target machine, so host specifiers such as %H have no meaning there.
+ * Any other specifier stays as written, as fleet left it, and is passed to `literal`:
+ * [X-Fleet] is read by the scheduler, not by systemd on the target machine, so host
+ * specifiers such as %H have no meaning there.
  */
-export function expandXFleetSpecifiers(value: string, info: UnitNameInfo): string {
+export function expandXFleetSpecifiers(value: string, info: UnitNameInfo, literal: (specifier: string) => void = () => undefined): string {
   let out = '';
   for (let i = 0; i < value.length; i++) {
     const c = value[i]!;
@@ -100,9 +101,12 @@ export function expandXFleetSpecifiers(value: string, info: UnitNameInfo): strin
         out += '%';
         break;
       case undefined:
-        throw new Error('lone "%" at the end (write %% for a literal %)');
+        out += '%';
+        literal('%');
+        break;
       default:
-        throw new Error(`specifier %${s} is not supported in [X-Fleet] (supported: %n %N %p %i %%)`);
+        out += `%${s}`;
+        literal(`%${s}`);
     }
   }
   return out;
@@ -268,6 +272,12 @@ function suggestKey(key: string): string | undefined {
   return nearest(key, Object.keys(KEY_ALIASES));
 }
 
+/** Options fleet read only in [X-Fleet]; anywhere else both fleet and systemd ignore them (`Conflicts=` is also systemd's, so it is not listed). */
+const FLEET_ONLY_KEYS = Object.keys(KEY_ALIASES).filter((k) => k !== 'Conflicts');
+
+/** Options whose values name units, machines or metadata, where fleet expanded no environment variable. */
+const LITERAL_OPTIONS: readonly XFleetOption[] = ['MachineID', 'MachineOf', 'MachineMetadata', 'Conflicts', 'Replaces'];
+
 /** The instance name a template's [X-Fleet] is checked with (specifiers need one). */
 export const TEMPLATE_CHECK_INSTANCE = 'instance';
 
@@ -284,10 +294,22 @@ export function parseXFleet(unit: UnitFile): XFleetOptions {
   return options;
 }
 
-/** parseXFleet without throwing: the options read so far and every problem found. */
-export function checkXFleet(unit: UnitFile): { options: XFleetOptions; problems: Problem[] } {
+export interface XFleetCheck {
+  options: XFleetOptions;
+  /** What makes the unit unusable; parseXFleet throws them. */
+  problems: Problem[];
+  /**
+   * What fleet accepted but did not do as the author likely hoped (an ignored key, a
+   * variable matched literally, an option in the wrong section); the unit is still usable.
+   */
+  warnings: Problem[];
+}
+
+/** parseXFleet without throwing: the options read so far, every problem and every warning. */
+export function checkXFleet(unit: UnitFile): XFleetCheck {
   const options = emptyXFleetOptions();
   const problems: Problem[] = [];
+  const warnings: Problem[] = [];
   const file = unit.name;
   let info: UnitNameInfo;
   try {
@@ -297,37 +319,53 @@ export function checkXFleet(unit: UnitFile): { options: XFleetOptions; problems:
     if (info.kind === 'template') info = unitNameInfo(`${info.prefix}@${TEMPLATE_CHECK_INSTANCE}.${info.type}`);
   } catch (err) {
     problems.push({ path: '', file, message: (err as Error).message });
-    return { options, problems };
+    return { options, problems, warnings };
   }
 
   const metadata = new Map<string, Set<string>>();
   let machineIdLine: number | undefined;
 
   for (const section of unit.sections) {
-    if (section.name !== XFLEET_SECTION) continue;
+    if (section.name !== XFLEET_SECTION) {
+      checkOtherSection(section, file, warnings);
+      continue;
+    }
     for (const entry of section.entries) {
       const at = (message: string, option?: string): void => {
         problems.push({ path: `${XFLEET_SECTION}.${option ?? entry.key}`, file, line: entry.line, message });
+      };
+      const warn = (message: string, option?: string): void => {
+        warnings.push({ path: `${XFLEET_SECTION}.${option ?? entry.key}`, file, line: entry.line, message });
       };
       if (entry.key.startsWith(EXTENSION_PREFIX)) {
         options.extensions.push({ key: entry.key, value: entry.value, line: entry.line });
         continue;
       }
-      const option = KEY_ALIASES[entry.key];
+      const option = Object.hasOwn(KEY_ALIASES, entry.key) ? KEY_ALIASES[entry.key] : undefined;
       if (option === undefined) {
-        const hint = entry.key === 'X-ConditionMachineBootID' ? 'boot IDs change on every boot; use MachineID' : suggestKey(entry.key);
-        at(`unknown [X-Fleet] key ${entry.key}${hint ? ` (did you mean ${hint}?)` : ''}`);
+        if (entry.key === 'X-ConditionMachineBootID') warn('X-ConditionMachineBootID is ignored: fleet dropped it, and boot IDs change on every boot; use MachineID');
+        else {
+          const hint = suggestKey(entry.key) ?? systemdSectionOf(entry.key);
+          warn(`unknown [X-Fleet] key ${entry.key}${hint ? ` (did you mean ${hint}?)` : ''}; it is ignored, so it does not constrain placement`);
+        }
         continue;
       }
+      if (entry.key !== option) warn(`${entry.key} is fleet's deprecated spelling of ${option}; it is read as ${option}`, option);
       options.lines[option] ??= entry.line;
 
+      const literal = new Set<string>();
       let words: string[];
       try {
-        words = splitWords(entry.value).map((w) => expandXFleetSpecifiers(w, info));
+        words = splitWords(entry.value).map((w) => expandXFleetSpecifiers(w, info, (spec) => literal.add(spec)));
       } catch (err) {
         at((err as Error).message, option);
         continue;
       }
+      if (literal.size > 0) {
+        warn(`${[...literal].join(' ')} is not expanded in [X-Fleet] (fleet expands only %n %N %p %i; write %% for a literal %), so it is matched as written`, option);
+      }
+      const variable = LITERAL_OPTIONS.includes(option) ? /\$(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)/.exec(entry.value) : null;
+      if (variable) warn(`${variable[0]} is not expanded: fleet never read environment variables in [X-Fleet], so it is matched as the literal text ${JSON.stringify(variable[0])}`, option);
 
       // An empty assignment resets the option, as for systemd list settings.
       if (words.length === 0) {
@@ -369,6 +407,11 @@ export function checkXFleet(unit: UnitFile): { options: XFleetOptions; problems:
         case 'Replaces': {
           const list = option === 'MachineOf' ? options.machineOf : options.replaces;
           for (const w of words) {
+            // Warned above: fleet took the text as a name that no unit has, so the unit never placed.
+            if (variable && w.includes('$')) {
+              if (!list.includes(w)) list.push(w);
+              continue;
+            }
             let target: UnitNameInfo;
             try {
               target = unitNameInfo(w);
@@ -421,7 +464,33 @@ export function checkXFleet(unit: UnitFile): { options: XFleetOptions; problems:
   if (options.replaces.length > 0 && options.conflicts.length > 0) {
     combo('Replaces', 'Replaces cannot be combined with Conflicts (fleet forbids it: a replacement must be able to take the replaced unit\'s place)');
   }
-  return { options, problems };
+  return { options, problems, warnings };
+}
+
+const SYSTEMD_SECTION_KEYS: Readonly<Record<string, readonly string[]>> = {
+  Unit: ['Description', 'After', 'Before', 'Requires', 'Wants', 'BindsTo', 'PartOf', 'Documentation', 'ConditionPathExists'],
+  Service: ['ExecStart', 'ExecStartPre', 'ExecStop', 'ExecStopPost', 'Restart', 'RestartSec', 'TimeoutStartSec', 'EnvironmentFile', 'Environment', 'Type', 'User'],
+  Install: ['WantedBy', 'RequiredBy', 'Alias', 'Also'],
+};
+
+/** For a systemd key written inside [X-Fleet]: where it belongs. */
+function systemdSectionOf(key: string): string | undefined {
+  for (const [section, keys] of Object.entries(SYSTEMD_SECTION_KEYS)) if (keys.includes(key)) return `${key} in [${section}]`;
+  return undefined;
+}
+
+/** fleet's options outside [X-Fleet], and sections that look like a misspelt [X-Fleet]: both are ignored. */
+function checkOtherSection(section: UnitFile['sections'][number], file: string, warnings: Problem[]): void {
+  const looksLikeXFleet = section.name.toLowerCase().replace(/[^a-z]/g, '') === 'xfleet';
+  if (looksLikeXFleet) {
+    warnings.push({ path: section.name, file, line: section.line, message: `section [${section.name}] is not [${XFLEET_SECTION}] (section names are case-sensitive), so its options are ignored` });
+    return;
+  }
+  for (const entry of section.entries) {
+    if (FLEET_ONLY_KEYS.includes(entry.key)) {
+      warnings.push({ path: `${section.name}.${entry.key}`, file, line: entry.line, message: `${entry.key} is an [${XFLEET_SECTION}] option; in [${section.name}] neither fleet nor systemd reads it, so it does not constrain placement` });
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------

@@ -184,6 +184,40 @@ test('the full lifecycle through the CLI: submit, load, start, list, status, cat
   }
 });
 
+test('units verify: templates with %i pass, warnings are printed with their line and exit 0, --strict refuses them', async () => {
+  const f = new FleetFixture([etcd.endpoint], 'verify-warnings');
+  try {
+    const tpl = f.writeUnit('kube@.service', '[Service]\nExecStart=/bin/true\n[X-Fleet]\nMachineMetadata="role=master" "masterid=%i"\n');
+    let r = await cli('units', 'verify', tpl);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^ok +\S+kube@\.service\n$/);
+    const odd = f.writeUnit('app-discovery@.service', '[Unit]\nMachineOf=app@%i.service\n[Service]\nExecStart=/bin/true\n[X-Fleet]\nConflicts=${APP}@*.service\nMachineMetdata=disk=ssd\n');
+    r = await cli('units', 'verify', odd);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^warnings \S+app-discovery@\.service\n/);
+    assert.match(r.stdout, /app-discovery@\.service:2: Unit\.MachineOf: MachineOf is an \[X-Fleet\] option; in \[Unit\] neither fleet nor systemd reads it/);
+    assert.match(r.stdout, /app-discovery@\.service:6: X-Fleet\.Conflicts: \$\{APP\} is not expanded/);
+    assert.match(r.stdout, /app-discovery@\.service:7: X-Fleet\.MachineMetdata: unknown \[X-Fleet\] key MachineMetdata \(did you mean MachineMetadata\?\)/);
+    r = await cli('units', 'verify', '--strict', odd);
+    assert.equal(r.code, 2);
+    assert.match(r.stdout, /^invalid +\S+app-discovery@\.service\n/);
+    r = await cli('units', 'verify', '--json', odd);
+    assert.equal(JSON.parse(r.stdout)[0].warnings.length, 3);
+    // submit prints the warnings and goes on; --strict refuses and nothing reaches etcd.
+    const conn = ['--endpoints', etcd.endpoint, '--cluster', 'verify-warnings'];
+    r = await cli('units', 'submit', '--strict', odd, ...conn);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--strict: warnings count as errors/);
+    assert.deepEqual(await (await f.units()).registry.listUnits(), []);
+    r = await cli('units', 'submit', odd, ...conn);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^warning: \S+app-discovery@\.service:2: Unit\.MachineOf/m);
+    assert.deepEqual((await (await f.units()).registry.listUnits()).map((u) => u.name), ['app-discovery@.service']);
+  } finally {
+    await f.stop();
+  }
+});
+
 test('bad unit files are refused with file:line and nothing reaches etcd', async () => {
   const f = await fleetWith('bad', []);
   try {

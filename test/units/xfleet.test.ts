@@ -95,18 +95,51 @@ test('Replaces cannot be combined with Conflicts', () => {
   assert.match(problems[0]!, /^6: Replaces cannot be combined with Conflicts/);
 });
 
-test('unknown keys are rejected with the nearest known key; X-Flotilla* keys are kept raw', () => {
-  assert.deepEqual(xfleetProblems('MachineMetdata=a=b\nmachineof=db.service\nFrobnicate=1'), [
-    '5: unknown [X-Fleet] key MachineMetdata (did you mean MachineMetadata?)',
-    '6: unknown [X-Fleet] key machineof (did you mean MachineOf?)',
-    '7: unknown [X-Fleet] key Frobnicate',
+function xfleetWarnings(body: string, name = 'web.service'): string[] {
+  const unit = parseUnitFile(`[Service]\nExecStart=/bin/true\n\n[X-Fleet]\n${body}\n`, name);
+  return checkXFleet(unit).warnings.map((w) => `${w.line}: ${w.message}`);
+}
+
+test('unknown keys are ignored with a warning naming the nearest known key; X-Flotilla* keys are kept raw', () => {
+  assert.deepEqual(xfleetProblems('MachineMetdata=a=b\nmachineof=db.service\nFrobnicate=1'), []);
+  assert.deepEqual(xfleetWarnings('MachineMetdata=a=b\nmachineof=db.service\nFrobnicate=1\nAfter=x.service'), [
+    '5: unknown [X-Fleet] key MachineMetdata (did you mean MachineMetadata?); it is ignored, so it does not constrain placement',
+    '6: unknown [X-Fleet] key machineof (did you mean MachineOf?); it is ignored, so it does not constrain placement',
+    '7: unknown [X-Fleet] key Frobnicate; it is ignored, so it does not constrain placement',
+    '8: unknown [X-Fleet] key After (did you mean After in [Unit]?); it is ignored, so it does not constrain placement',
   ]);
-  assert.match(xfleetProblems('X-ConditionMachineBootID=abc')[0]!, /boot IDs change on every boot/);
+  assert.deepEqual(xfleet('MachineMetdata=a=b').machineMetadata, []);
+  assert.match(xfleetWarnings('X-ConditionMachineBootID=abc')[0]!, /boot IDs change on every boot/);
   const o = xfleet('X-Flotilla-Weight=3\nX-Flotilla-Rollout="max 1" %n');
   assert.deepEqual(o.extensions, [
     { key: 'X-Flotilla-Weight', value: '3', line: 5 },
     { key: 'X-Flotilla-Rollout', value: '"max 1" %n', line: 6 },
   ]);
+});
+
+test('warnings: what fleet accepted but did not do as the author hoped, each at its line', () => {
+  // fleet expanded no environment variable in [X-Fleet]: the text is matched literally.
+  assert.deepEqual(xfleetWarnings('MachineOf=${APP}.service\nConflicts=$NAME*.service\nMachineMetadata=region=${REGION}'), [
+    '5: ${APP} is not expanded: fleet never read environment variables in [X-Fleet], so it is matched as the literal text "${APP}"',
+    '6: $NAME is not expanded: fleet never read environment variables in [X-Fleet], so it is matched as the literal text "$NAME"',
+    '7: ${REGION} is not expanded: fleet never read environment variables in [X-Fleet], so it is matched as the literal text "${REGION}"',
+  ]);
+  assert.deepEqual(xfleet('MachineOf=${APP}.service').machineOf, ['${APP}.service']);
+  // Specifiers fleet did not expand stay as written.
+  assert.match(xfleetWarnings('MachineMetadata=host=%H')[0]!, /^5: %H is not expanded in \[X-Fleet\]/);
+  assert.deepEqual(xfleet('MachineMetadata=host=%H').machineMetadata, [{ key: 'host', values: ['%H'] }]);
+  // Deprecated spellings are read, and named.
+  assert.deepEqual(xfleetWarnings('X-ConditionMachineOf=db.service'), ["5: X-ConditionMachineOf is fleet's deprecated spelling of MachineOf; it is read as MachineOf"]);
+  // fleet's options outside [X-Fleet], and a misspelt section, are ignored by fleet and systemd alike.
+  const unit = parseUnitFile('[Unit]\nMachineOf=db.service\nConflicts=x.service\n[Service]\nExecStart=/bin/true\nGlobal=true\n[X-fleet]\nMachineID=abc\n', 'web.service');
+  assert.deepEqual(checkXFleet(unit).warnings.map((w) => `${w.line}: ${w.message}`), [
+    '2: MachineOf is an [X-Fleet] option; in [Unit] neither fleet nor systemd reads it, so it does not constrain placement',
+    '6: Global is an [X-Fleet] option; in [Service] neither fleet nor systemd reads it, so it does not constrain placement',
+    '7: section [X-fleet] is not [X-Fleet] (section names are case-sensitive), so its options are ignored',
+  ]);
+  assert.deepEqual(checkXFleet(unit).problems, []);
+  // A clean unit has none.
+  assert.deepEqual(xfleetWarnings('MachineOf=db.service\nConflicts=web@*.service\nMachineMetadata=role=web'), []);
 });
 
 test('invalid values are reported with their lines, all at once', () => {
@@ -133,7 +166,7 @@ test('invalid values are reported with their lines, all at once', () => {
   assert.match(problems[7]!, /names the unit itself/);
   assert.match(problems[9]!, /MachineID d contradicts MachineID c on line 11/);
   assert.match(problems[10]!, /unbalanced double quote/);
-  assert.match(problems[11]!, /specifier %H is not supported/);
+  assert.match(problems[11]!, /invalid unit name "%H\.service"/);
 });
 
 test('an empty assignment resets the option', () => {

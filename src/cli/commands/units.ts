@@ -1,6 +1,6 @@
-import { FlotillaError, formatProblem } from '../../errors';
+import { FlotillaError, formatProblem, type Problem } from '../../errors';
 import { readTextFile } from '../../util/fs';
-import { UnitsClient, checkUnitText, readUnitArgs, unitFileProblems, type UnitRow } from '../../units/client';
+import { UnitsClient, checkUnitFile, checkUnitText, readUnitArgs, type UnitRow } from '../../units/client';
 import { readTls } from '../../units/fleetd';
 import { Registry, type Rollout } from '../../units/registry';
 import { DEFAULT_ROLLOUT_OPTIONS, resumeRollout, rollBack, updateTemplate, updateUnit, type RolloutOutcome } from '../../units/rollout';
@@ -52,10 +52,11 @@ export async function connectFromArgs(p: ParsedCommand, cmd: string): Promise<Co
   return { registry, close: () => registry.close() };
 }
 
-async function withClient<T>(p: ParsedCommand, cmd: string, fn: (c: UnitsClient) => Promise<T>): Promise<T> {
+async function withClient<T>(p: ParsedCommand, cmd: string, fn: (c: UnitsClient) => Promise<T>, io?: CliIO): Promise<T> {
   const conn = await connectFromArgs(p, cmd);
   try {
-    return await fn(new UnitsClient(conn.registry));
+    const checks = { strict: Boolean(p.values.strict), ...(io ? { onWarning: (w: Problem) => io.err(`warning: ${formatProblem(w)}\n`) } : {}) };
+    return await fn(new UnitsClient(conn.registry, checks));
   } finally {
     await conn.close();
   }
@@ -100,6 +101,8 @@ function rolloutFailure(r: Rollout): FlotillaError {
   const next = r.phase === 'rolled-back' ? 'the old content runs everywhere again' : r.phase === 'failed' ? `fix and run: flotilla units rollout resume ${r.unit} (or rollback)` : '';
   return new FlotillaError('external', `rolling update of ${r.unit} failed: ${r.error ?? r.phase}; ${next}`);
 }
+
+const strictOption: OptionSpec = { type: 'boolean', description: 'refuse unit files that have warnings, not only errors' };
 
 const rolloutOptions: Record<string, OptionSpec> = {
   ...connectionOptions,
@@ -147,6 +150,7 @@ function stateVerb(verb: string, state: 'inactive' | 'loaded' | 'launched', summ
     args: 'UNIT|FILE...',
     options: {
       ...connectionOptions,
+      strict: strictOption,
       'no-block': { type: 'boolean', description: 'do not wait for the units to reach the state' },
       'block-attempts': { type: 'string', description: 'seconds to wait for the state (default 30)', valueName: 'SECONDS' },
     },
@@ -162,7 +166,7 @@ function stateVerb(verb: string, state: 'inactive' | 'loaded' | 'launched', summ
           printJsonOr(io, p, names, () => names.map((n) => `Unit ${n} ${state}\n`).join(''));
         }
         return 0;
-      });
+      }, io);
     },
   };
 }
@@ -172,14 +176,14 @@ export const unitsCommands: CommandSpec[] = [
     name: 'units submit',
     summary: 'Submit unit files to the cluster (checked first; same content again is a no-op)',
     args: 'FILE...',
-    options: connectionOptions,
+    options: { ...connectionOptions, strict: strictOption },
     async run(p, io) {
       const files = needArgs(p, 'submit', 'unit file');
       return withClient(p, 'units submit', async (c) => {
         const res = await c.submit(files);
         printJsonOr(io, p, res, () => res.map((r) => `Unit ${r.name} ${r.created ? 'submitted' : 'already submitted (same content)'}\n`).join(''));
         return 0;
-      });
+      }, io);
     },
   },
   stateVerb('load', 'loaded', 'Schedule units onto machines without starting them'),
@@ -310,7 +314,7 @@ export const unitsCommands: CommandSpec[] = [
     async run(p, io) {
       const files = needArgs(p, 'update', 'unit file');
       if (files.length !== 1) throw new FlotillaError('usage', 'flotilla units update: give exactly one unit file');
-      const [unit] = readUnitArgs(files);
+      const [unit] = readUnitArgs(files, { onWarning: (w) => io.err(`warning: ${formatProblem(w)}\n`) });
       const options = {
         maxUnavailable: intOpt(p, 'max-unavailable', 'units update', 1, 10_000) ?? DEFAULT_ROLLOUT_OPTIONS.maxUnavailable,
         timeoutMs: secondsOpt(p, 'timeout', 'units update', DEFAULT_ROLLOUT_OPTIONS.timeoutMs),
@@ -372,12 +376,24 @@ export const unitsCommands: CommandSpec[] = [
     name: 'units verify',
     summary: 'Check unit files locally (syntax, [X-Fleet] options and combinations); no cluster needed',
     args: 'FILE...',
-    options: { json: { type: 'boolean', description: 'machine-readable output' } },
+    options: { json: { type: 'boolean', description: 'machine-readable output' }, strict: strictOption },
+    details:
+      'Errors make a unit unusable (exit 2). Warnings name what fleet accepted but did not do as the author likely hoped: ' +
+      'an unknown or misplaced option (ignored), ${VAR} in MachineOf=/Conflicts= (matched literally), a deprecated spelling. ' +
+      'Warnings leave the exit status 0 unless --strict.',
     async run(p, io) {
       const files = needArgs(p, 'verify', 'unit file');
-      const results = files.map((f) => ({ file: f, problems: unitFileProblems(f, readTextFile(f)) }));
-      printJsonOr(io, p, results, () => results.map((r) => (r.problems.length ? `invalid  ${r.file}\n${r.problems.map((x) => `  ${formatProblem(x)}\n`).join('')}` : `ok       ${r.file}\n`)).join(''));
-      return results.every((r) => r.problems.length === 0) ? 0 : 2;
+      const results = files.map((f) => ({ file: f, ...checkUnitFile(f, readTextFile(f)) }));
+      const strict = Boolean(p.values.strict);
+      printJsonOr(io, p, results, () =>
+        results
+          .map((r) => {
+            const verdict = r.problems.length || (strict && r.warnings.length) ? 'invalid ' : r.warnings.length ? 'warnings' : 'ok      ';
+            return `${verdict} ${r.file}\n${r.problems.map((x) => `  ${formatProblem(x)}\n`).join('')}${r.warnings.map((w) => `  warning: ${formatProblem(w)}\n`).join('')}`;
+          })
+          .join(''),
+      );
+      return results.every((r) => r.problems.length === 0 && !(strict && r.warnings.length > 0)) ? 0 : 2;
     },
   },
 ];

@@ -1,6 +1,6 @@
 import { FlotillaError, formatProblem } from '../../errors';
 import { validateFile } from '../../config/validate-file';
-import { unitFileProblems } from '../../units/client';
+import { checkUnitFile } from '../../units/client';
 import { readTextFile } from '../../util/fs';
 import type { CommandSpec } from '../command';
 
@@ -14,7 +14,7 @@ export const validateCommand: CommandSpec = {
   details: 'The kind of each file is detected from its content. Exit status 2 if any file is invalid.',
   async run(p, io) {
     if (p.positionals.length === 0) throw new FlotillaError('usage', 'flotilla validate: give at least one FILE');
-    const results = p.positionals.map((file) => validateFile(file, readTextFile(file), { unitChecker: unitFileProblems }));
+    const results = p.positionals.map((file) => validateFile(file, readTextFile(file), { unitChecker: checkUnitFile }));
     if (p.values.json) io.out(`${JSON.stringify(results, null, 2)}\n`);
     else {
       for (const r of results) {
