@@ -6,6 +6,7 @@
 import { Document, isSeq, visit } from 'yaml';
 import { STARTING_COMMANDS, type LegacyConfig, type LegacyFile, type LegacyUnit, type LegacyUser, type UnitCommand } from './model';
 import type { LegacySource, Where } from './source';
+import { runCopies, runPlacement, runTmpfiles, RUN_TMPFILES_PATH } from './run-files';
 import { dropInPath, ENV_DROPIN_NAME, envDropInContents, unitKind, unitPath } from './systemd';
 
 /** The subset of cloud-init's `users` entry the converter writes. */
@@ -68,6 +69,7 @@ export function toCloudConfig(config: LegacyConfig, src: LegacySource): ModernCl
   if (users.length > 0) out.users = users;
 
   const files: CloudConfigFile[] = config.writeFiles.map(cloudConfigFile);
+  files.push(...runFileCopies(config, src));
   if (config.update) files.push(updateConfFile(config, src));
   const runcmd = unitFilesAndCommands(config, src, files);
   if (files.length > 0) out.write_files = files;
@@ -175,6 +177,31 @@ function cloudConfigFile(file: LegacyFile): CloudConfigFile {
   if (file.owner) out.owner = file.owner.text;
   if (needsUsers(file)) out.defer = true;
   return out;
+}
+
+/**
+ * Files under /run are written there for the first boot, as before, plus a persistent copy
+ * that tmpfiles puts back at every later boot; units under /run/systemd are only warned about.
+ */
+function runFileCopies(config: LegacyConfig, src: LegacySource): CloudConfigFile[] {
+  for (const file of config.writeFiles) {
+    const p = runPlacement(file.path);
+    if (p.kind === 'unexpressible') src.warn(file.at, `${file.path}: /run is emptied at every boot and cloud-init writes it on the first boot only; it cannot be kept for later boots: ${p.why}`);
+    if (p.kind !== 'unit') continue;
+    src.warn(
+      file.at,
+      `${file.path}: /run is emptied at every boot; coreos-cloudinit wrote it again at each boot, cloud-init writes it on the first boot only, so it is gone after a reboot (systemd reads unit files before tmpfiles runs: write it to ${p.etcPath} instead)`,
+    );
+  }
+  const copies = runCopies(config.writeFiles);
+  if (copies.length === 0) return [];
+  for (const c of copies) {
+    src.warn(
+      c.file.at,
+      `${c.file.path}: /run is emptied at every boot; coreos-cloudinit wrote it again at each boot, cloud-init writes it on the first boot only. Also written to ${c.copyPath}, which ${RUN_TMPFILES_PATH} copies to ${c.runPath} at every boot`,
+    );
+  }
+  return [...copies.map((c) => ({ ...cloudConfigFile(c.file), path: c.copyPath })), textFile(RUN_TMPFILES_PATH, runTmpfiles(copies))];
 }
 
 /** What coreos-cloudinit wrote to /etc/coreos/update.conf (keys sorted, as it appended them). */

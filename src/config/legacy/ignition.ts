@@ -12,6 +12,7 @@ import {
   type IgnitionUser,
 } from '../ignition-types';
 import { STARTING_COMMANDS, type LegacyConfig, type LegacyFile, type LegacyUnit, type LegacyUser, type UnitCommand } from './model';
+import { runCopies, runPlacement, runTmpfiles, RUN_TMPFILES_PATH } from './run-files';
 import type { LegacySource, Where } from './source';
 import { ENV_DROPIN_NAME, envDropInContents, hasInstallSection, unitKind, unitPath } from './systemd';
 
@@ -28,7 +29,20 @@ export function toIgnition(config: LegacyConfig, src: LegacySource): IgnitionCon
   if (config.hostname) {
     files.add({ path: '/etc/hostname', mode: 0o644, overwrite: true, contents: { source: dataUrl(`${config.hostname.value}\n`) } }, config.hostname.at);
   }
-  for (const f of config.writeFiles) files.add(ignitionFile(f), f.at);
+  for (const f of config.writeFiles) {
+    const p = runPlacement(f.path);
+    if (p.kind === 'persistent') files.add(ignitionFile(f), f.at);
+    else if (p.kind === 'unexpressible') src.error(f.at, `${f.path}: Ignition writes the root file system before the booted system mounts its /run, and this file cannot be copied there at boot: ${p.why}`);
+    else if (p.kind === 'unit') {
+      src.warn(f.at, `${f.path}: Ignition writes the root file system before the booted system mounts its /run, so this unit file is written to ${p.etcPath} and persists (coreos-cloudinit wrote it again at every boot)`);
+      files.add({ ...ignitionFile(f), path: p.etcPath }, f.at);
+    } else {
+      src.warn(f.at, `${f.path}: Ignition writes the root file system before the booted system mounts its /run; written to ${p.copyPath}, which ${RUN_TMPFILES_PATH} copies to ${p.runPath} at every boot, as coreos-cloudinit wrote it at every boot`);
+      files.add({ ...ignitionFile(f), path: p.copyPath }, f.at);
+    }
+  }
+  const copies = runCopies(config.writeFiles);
+  if (copies.length > 0) files.add({ path: RUN_TMPFILES_PATH, mode: 0o644, overwrite: true, contents: { source: dataUrl(runTmpfiles(copies)) } }, copies[0]!.file.at);
 
   const units = unitsFor(config, src, files);
   const users = usersFor(config, src);
