@@ -20,6 +20,7 @@ import {
   type LegacyUser,
   type UnitCommand,
 } from './model';
+import { resolveIncludes } from './include';
 import { describe, isEmpty, type Field, type LegacySource, type Where } from './source';
 import {
   COREOS_ONLY_UNITS,
@@ -114,6 +115,7 @@ export function readLegacyConfig(src: LegacySource): LegacyConfig {
 
   const coreos = top.get('coreos');
   if (coreos) readCoreos(src, coreos, config);
+  resolveIncludes(src, config);
 
   reportSubstitutions(src);
   return config;

@@ -169,6 +169,7 @@ export function unitSyntaxProblem(contents: string): { line: number; message: st
     if (wasContinued) continue;
     const line = raw.trim();
     if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
+    if (/^\.include[ \t]+\S/.test(line)) continue; // translated by resolveIncludes
     if (line.startsWith('[')) {
       if (!line.includes(']')) return { line: i + 1, message: 'section header without a closing `]`' };
       continue;
