@@ -137,7 +137,7 @@ function readManageEtcHosts(src: LegacySource, field: Field, config: LegacyConfi
     config.manageEtcHosts = field.at;
     return;
   }
-  src.error(field.at, `coreos-cloudinit accepted only \`localhost\` here, found ${describe(node)}`);
+  src.error(field.at, `coreos-cloudinit accepted only \`localhost\` here, found ${src.describeNonText(node)}`);
 }
 
 function readCoreos(src: LegacySource, field: Field, config: LegacyConfig): void {
@@ -151,6 +151,8 @@ function readCoreos(src: LegacySource, field: Field, config: LegacyConfig): void
       continue;
     }
     src.warn(section.keyAt, `not translated: ${why}`);
+    const settings = src.settings(section);
+    if (settings) src.scalarsOnly(settings);
   }
 
   const etcd2 = coreos.get('etcd2');

@@ -105,7 +105,7 @@ export class LegacySource {
    * The fields of a mapping, keyed by normalised name (`-` read as `_`). Keys not in `known`
    * are reported as warnings (coreos-cloudinit ignored them too) and left out.
    */
-  mapping(node: Node | null, path: string, at: Where, known: readonly string[]): Map<string, Field> | undefined {
+  mapping(node: Node | null, path: string, at: Where, known: readonly string[] | 'any'): Map<string, Field> | undefined {
     if (isEmpty(node)) return new Map();
     if (!isMap(node)) {
       this.error(at, `expected a mapping (key: value lines), found ${describe(node)}`);
@@ -127,7 +127,7 @@ export class LegacySource {
         continue;
       }
       const name = normalizeKey(key);
-      if (!known.includes(name)) {
+      if (known !== 'any' && !known.includes(name)) {
         this.warn(keyAt, `unknown key \`${key}\`: coreos-cloudinit ignored it, so it is not translated`);
         continue;
       }
@@ -142,12 +142,17 @@ export class LegacySource {
     return fields;
   }
 
+  /** Every field of a mapping value, whatever its keys. */
+  settings(field: Field): Map<string, Field> | undefined {
+    return this.mapping(field.value, field.path, field.at, 'any');
+  }
+
   /** Items of a sequence, each with its path and place; undefined (and an error) for a non-sequence. */
   sequence(field: Field): Array<{ node: Node | null; path: string; at: Where }> | undefined {
     const node = field.value;
     if (isEmpty(node)) return [];
     if (!isSeq(node)) {
-      this.error(field.at, `expected a list, found ${describe(node)}`);
+      this.error(field.at, `expected a list, found ${this.describeNonText(node)}`);
       return undefined;
     }
     return node.items.map((item, i) => {
@@ -168,7 +173,7 @@ export class LegacySource {
 
   scalarText(node: Node, at: Where): string | undefined {
     if (!isScalar(node)) {
-      this.error(at, `expected text, found ${describe(node)}`);
+      this.error(at, `expected text, found ${this.describeNonText(node)}`);
       return undefined;
     }
     const v = node.value;
@@ -186,6 +191,28 @@ export class LegacySource {
     return undefined;
   }
 
+  /**
+   * A mapping or list where text belongs, naming the usual cause: `{{token}}` left by a
+   * template engine, which YAML reads as a mapping.
+   */
+  describeNonText(node: Node | null): string {
+    const written = node?.range ? this.text.slice(node.range[0], node.range[1]).trim() : '';
+    if (/^\{\{[^{}]*\}\}$/.test(written)) {
+      return `a mapping: ${written} looks like an unrendered template placeholder (YAML reads {{…}} as a mapping); render the template first, or quote the value`;
+    }
+    return describe(node);
+  }
+
+  /**
+   * Values that must be plain text, numbers or booleans (the settings of a section read only to
+   * report it): anything else is an error at its place, as it is where values are translated.
+   */
+  scalarsOnly(fields: ReadonlyMap<string, Field>): void {
+    for (const f of fields.values()) {
+      if (f.value !== null && !isScalar(f.value)) this.error(f.at, `expected text, found ${this.describeNonText(f.value)}`);
+    }
+  }
+
   /** Text, or the bytes of a `!!binary` scalar. */
   stringOrBytes(field: Field | undefined): string | Buffer | undefined {
     if (field && isScalar(field.value) && field.value.value instanceof Uint8Array) return Buffer.from(field.value.value);
@@ -197,7 +224,7 @@ export class LegacySource {
     const node = field.value;
     if (isScalar(node) && node.value === null) return undefined;
     if (isScalar(node) && typeof node.value === 'boolean') return node.value;
-    this.error(field.at, `expected true or false, found ${describe(node)}`);
+    this.error(field.at, `expected true or false, found ${this.describeNonText(node)}`);
     return undefined;
   }
 
@@ -206,7 +233,7 @@ export class LegacySource {
     const node = field.value;
     if (isScalar(node) && node.value === null) return undefined;
     if (isScalar(node) && typeof node.value === 'number' && (!integer || Number.isInteger(node.value))) return node.value;
-    this.error(field.at, `expected ${integer ? 'an integer' : 'a number'}, found ${describe(node)}`);
+    this.error(field.at, `expected ${integer ? 'an integer' : 'a number'}, found ${this.describeNonText(node)}`);
     return undefined;
   }
 
