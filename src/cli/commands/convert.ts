@@ -1,4 +1,5 @@
-import { FlotillaError, formatProblem } from '../../errors';
+import { FlotillaError } from '../../errors';
+import { summarizeWarnings } from '../../config/legacy/warnings';
 import { convertLegacy } from '../../config/legacy';
 import { CONFIG_FORMATS } from '../../config/spec';
 import { readTextFile, writeFileAtomic } from '../../util/fs';
@@ -14,7 +15,10 @@ export const convertCommand: CommandSpec = {
     json: { type: 'boolean', description: 'print {output, warnings} as JSON' },
     strict: { type: 'boolean', description: 'exit 2 if anything could not be translated' },
   },
-  details: 'Whatever has no modern equivalent is reported as a warning with its line, never dropped silently.',
+  details:
+    'Whatever has no modern equivalent is reported as a warning with its line, never dropped silently. ' +
+    'Identical warnings are printed once with all their places, what is not carried over at all first, then a count; ' +
+    '--json lists every occurrence.',
   async run(p, io) {
     if (p.positionals.length !== 1) throw new FlotillaError('usage', 'flotilla convert: give exactly one FILE');
     const format = choiceOpt(p, 'format', 'convert', CONFIG_FORMATS);
@@ -25,7 +29,10 @@ export const convertCommand: CommandSpec = {
     if (out) writeFileAtomic(out, result.output, 0o600);
     if (p.values.json) io.out(`${JSON.stringify(result, null, 2)}\n`);
     else if (!out) io.out(result.output);
-    for (const w of result.warnings) io.err(`warning: ${formatProblem(w)}\n`);
+    if (!p.values.json) {
+      const summary = summarizeWarnings(result.warnings);
+      for (const [i, line] of summary.entries()) io.err(i < summary.length - 1 ? `warning: ${line}\n` : `${line}\n`);
+    }
     if (out && !p.values.json) io.err(`wrote ${out} (${result.format}, ${Buffer.byteLength(result.output)} bytes, ${result.warnings.length} warning${result.warnings.length === 1 ? '' : 's'})\n`);
     return p.values.strict && result.warnings.length > 0 ? 2 : 0;
   },

@@ -1,5 +1,6 @@
 import { FlotillaError, formatProblem } from '../../errors';
 import { validateFile } from '../../config/validate-file';
+import { summarizeWarnings } from '../../config/legacy/warnings';
 import { checkUnitFile } from '../../units/client';
 import { readTextFile } from '../../util/fs';
 import type { CommandSpec } from '../command';
@@ -24,7 +25,8 @@ export const validateCommand: CommandSpec = {
           io.out(`invalid  ${r.file} (${tools})\n`);
           for (const pr of r.problems) io.out(`  ${formatProblem(pr)}\n`);
         }
-        for (const w of r.warnings) io.out(`  warning: ${formatProblem(w)}\n`);
+        const summary = summarizeWarnings(r.warnings);
+        for (const [i, line] of summary.entries()) io.out(i < summary.length - 1 ? `  warning: ${line}\n` : `  ${line}\n`);
       }
     }
     return results.every((r) => r.ok) ? 0 : 2;

@@ -272,7 +272,7 @@ function warnFirstBootOnly(unit: LegacyUnit, command: UnitCommand, at: Where, sr
   } else if (!unit.enable) {
     src.warn(
       at,
-      `coreos-cloudinit ran \`${command}\` at every boot; cloud-init's runcmd runs it on the first boot only, and this config does not enable ${unit.name} (add \`enable: true\` to start it at every boot)`,
+      `coreos-cloudinit ran \`${command}\` at every boot; cloud-init's runcmd runs it on the first boot only, and the unit is not enabled here (add \`enable: true\` to start it at every boot)`,
     );
   }
 }
@@ -280,6 +280,6 @@ function warnFirstBootOnly(unit: LegacyUnit, command: UnitCommand, at: Where, sr
 function warnRuntime(unit: LegacyUnit, src: LegacySource): void {
   src.warn(
     unit.at,
-    `runtime unit: written under /run, which is emptied at reboot; coreos-cloudinit wrote it again at every boot, cloud-init writes files on the first boot only, so ${unit.name} is gone after a reboot (drop \`runtime\` to keep it under /etc)`,
+    `runtime unit: written under /run, which is emptied at reboot; coreos-cloudinit wrote it again at every boot, cloud-init writes files on the first boot only, so the unit is gone after a reboot (drop \`runtime\` to keep it under /etc)`,
   );
 }
