@@ -8,10 +8,12 @@ import { Document, isScalar, parseDocument, Scalar, visit } from 'yaml';
 import { FlotillaError, throwIfProblems, type Problem } from '../errors';
 import { checkCloudConfig } from './cloud-config-check';
 import { checkIgnition } from './ignition-check';
+import { conflictProblems, defaultImageFiles, imageFileConflicts, originKey, STORAGE_KINDS, type Origins } from './image-files-check';
 import { IGNITION_VERSION } from './ignition-types';
 import { mergeConfig } from './merge';
 import { networkConfig, networkdFiles, nodeFiles, PATHS, type NodeFile } from './node-files';
 import type { ClusterSecrets } from './secrets';
+import { generateHostKey } from './ssh-keys';
 import type { ConfigFormat, ResolvedNode, ResolvedSpec } from './spec';
 import { loadTemplate } from './templates';
 
@@ -32,6 +34,12 @@ export interface RenderOptions {
   format?: ConfigFormat;
   /** Only these nodes; default all. */
   nodes?: string[];
+  /**
+   * Files the node image ships, checked against Ignition storage entries (image-files-check.ts).
+   * Default: Flotilla's node image on local and libvirt, none on aws. Tests only: `[]` skips the
+   * check (to boot a config that fails on the node).
+   */
+  imageFiles?: readonly string[];
 }
 
 function modeOctal(mode: number): string {
@@ -137,13 +145,77 @@ function prettify(doc: Document): void {
   });
 }
 
-function applySnippets(base: unknown, spec: ResolvedSpec, node: string, format: ConfigFormat): unknown {
+/**
+ * Merges the spec's snippets for `node` into `base`. With `origins`, records for every Ignition
+ * storage entry (by kind and path) which snippet wrote it last, and at which index of its list.
+ */
+function applySnippets(base: unknown, spec: ResolvedSpec, node: string, format: ConfigFormat, origins?: Origins): unknown {
   let out = base;
-  for (const s of spec.snippets) {
-    if (s.format !== format || (s.nodes && !s.nodes.includes(node))) continue;
-    out = mergeConfig(out, parseSnippet(s.contents, s.source, format), '', s.source);
-  }
+  spec.snippets.forEach((s, index) => {
+    if (s.format !== format || (s.nodes && !s.nodes.includes(node))) return;
+    const data = parseSnippet(s.contents, s.source, format);
+    if (origins) {
+      const storage = (data as { storage?: Record<string, unknown> }).storage;
+      for (const kind of STORAGE_KINDS) {
+        const list = storage?.[kind];
+        if (!Array.isArray(list)) continue;
+        list.forEach((e, entry) => {
+          const p = (e as Record<string, unknown> | null)?.path;
+          if (typeof p === 'string') origins.set(originKey(kind, p), { snippet: { index, field: s.field ?? `snippets[${index}]`, source: s.source }, entry });
+        });
+      }
+    }
+    out = mergeConfig(out, data, '', s.source);
+  });
   return out;
+}
+
+/** A node's Ignition config after the template and the snippets, with where each storage entry came from. */
+function mergedIgnition(spec: ResolvedSpec, node: ResolvedNode, secrets: ClusterSecrets): { merged: unknown; origins: Origins; hostPublicKey: string } {
+  const ctx = contextFor(spec, node, secrets, 'ignition');
+  const text = loadTemplate('ignition.json', spec.templatesDir)(ctx);
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new FlotillaError('invalid-input', `ignition.json template produced invalid JSON for ${node.name}: ${(err as Error).message}`);
+  }
+  const origins: Origins = new Map();
+  return { merged: applySnippets(data, spec, node.name, 'ignition', origins), origins, hostPublicKey: ctx.hostKey.publicKey };
+}
+
+/**
+ * The image-file check (image-files-check.ts) for a spec as a whole, without its secrets:
+ * every node's Ignition config rendered with a placeholder host key, every conflict reported
+ * once with the nodes it hits, at the snippet's spec field. Only specs whose Ignition rendering
+ * can differ from the built-in template's are rendered (Ignition snippets or own templates); the
+ * built-in template marks every file it writes `overwrite: true`. Other render failures are left
+ * to the render itself.
+ */
+export function specImageFileProblems(spec: ResolvedSpec, imageFiles: readonly string[] = defaultImageFiles(spec)): Problem[] {
+  const hasIgnitionSnippets = spec.snippets.some((s) => s.format === 'ignition');
+  if (imageFiles.length === 0 || !(hasIgnitionSnippets || (spec.templatesDir !== undefined && spec.format === 'ignition'))) return [];
+  const ign = spec.format === 'ignition' ? spec : { ...spec, format: 'ignition' as const };
+  const key = placeholderHostKey();
+  const secrets: ClusterSecrets = { version: 1, cluster: spec.name, hostKeys: Object.fromEntries(spec.nodes.map((n) => [n.name, key])) };
+  const seen: Array<{ node: string; conflicts: ReturnType<typeof imageFileConflicts> }> = [];
+  for (const n of spec.nodes) {
+    let merged: { merged: unknown; origins: Origins };
+    try {
+      merged = mergedIgnition(ign, n, secrets);
+    } catch (err) {
+      if (FlotillaError.is(err)) return [];
+      throw err;
+    }
+    seen.push({ node: n.name, conflicts: imageFileConflicts(merged.merged, imageFiles, merged.origins) });
+  }
+  return conflictProblems(seen, spec.templatesDir);
+}
+
+let placeholder: ClusterSecrets['hostKeys'][string] | undefined;
+function placeholderHostKey(): ClusterSecrets['hostKeys'][string] {
+  placeholder ??= generateHostKey('image-file-check');
+  return placeholder;
 }
 
 function parseSnippet(text: string, source: string, format: ConfigFormat): unknown {
@@ -190,25 +262,27 @@ function finishCloudConfig(doc: Document, spec: ResolvedSpec, node: string): str
 }
 
 /** Renders one node's documents. */
-export function renderNode(spec0: ResolvedSpec, node: ResolvedNode, secrets: ClusterSecrets, format: ConfigFormat = spec0.format): RenderedNode {
+export function renderNode(
+  spec0: ResolvedSpec,
+  node: ResolvedNode,
+  secrets: ClusterSecrets,
+  format: ConfigFormat = spec0.format,
+  opts: Pick<RenderOptions, 'imageFiles'> = {},
+): RenderedNode {
   // The node's files depend on the format too (sshd must read Ignition's authorized_keys.d): a
   // format chosen over the spec's (`up --format`) is the spec's format for this render.
   const spec = spec0.format === format ? spec0 : { ...spec0, format };
-  const ctx = contextFor(spec, node, secrets, format);
-  const hostPublicKey = ctx.hostKey.publicKey;
   if (format === 'ignition') {
-    const text = loadTemplate('ignition.json', spec.templatesDir)(ctx);
-    let data: unknown;
-    try {
-      data = JSON.parse(text);
-    } catch (err) {
-      throw new FlotillaError('invalid-input', `ignition.json template produced invalid JSON for ${node.name}: ${(err as Error).message}`);
-    }
-    const merged = applySnippets(data, spec, node.name, 'ignition');
+    const { merged, origins, hostPublicKey } = mergedIgnition(spec, node, secrets);
     const problems = checkIgnition(merged, { requireVersion: true });
     throwIfProblems(problems, `Ignition config for node ${node.name}`);
+    // Where the merged config exists: entries the node image makes fail at first boot.
+    const conflicts = imageFileConflicts(merged, opts.imageFiles ?? defaultImageFiles(spec), origins);
+    throwIfProblems(conflictProblems([{ node: node.name, conflicts }], spec.templatesDir), `Ignition config for node ${node.name}`);
     return { node: node.name, format, userData: `${JSON.stringify(merged)}\n`, hostPublicKey };
   }
+  const ctx = contextFor(spec, node, secrets, format);
+  const hostPublicKey = ctx.hostKey.publicKey;
   const cc = finishCloudConfig(parseTemplateYaml(loadTemplate('cloud-config.yaml', spec.templatesDir)(ctx), `cloud-config for ${node.name}`), spec, node.name);
   const metaData = `instance-id: ${JSON.stringify(`${spec.name}-${node.name}`)}\nlocal-hostname: ${JSON.stringify(node.name)}\n`;
   let net: string | undefined;
@@ -231,7 +305,7 @@ export function renderCluster(spec: ResolvedSpec, secrets: ClusterSecrets, opts:
     if (unknown.length) throw new FlotillaError('not-found', `no node named ${unknown.map((u) => JSON.stringify(u)).join(', ')} in cluster ${spec.name} (nodes: ${spec.nodes.map((n) => n.name).join(', ')})`);
     nodes = spec.nodes.filter((n) => opts.nodes!.includes(n.name));
   }
-  return nodes.map((n) => renderNode(spec, n, secrets, format));
+  return nodes.map((n) => renderNode(spec, n, secrets, format, opts.imageFiles ? { imageFiles: opts.imageFiles } : {}));
 }
 
 /** Own checks for network-config v2 (cloud-init 22.4 has no schema for it). */

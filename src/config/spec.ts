@@ -151,7 +151,8 @@ export interface ResolvedSpec {
   };
   agent: { ttlSeconds: number; reconcileIntervalMs: number; runner: RunnerKind; keyPrefix: string };
   units: Array<{ name: string; contents: string; state: 'inactive' | 'loaded' | 'launched' }>;
-  snippets: Array<{ format: ConfigFormat; contents: string; source: string; nodes: string[] | undefined }>;
+  /** `source`: the file named, or `snippets[i].contents`; `field`: the spec field it came from (`snippets[i].file` or `.contents`). */
+  snippets: Array<{ format: ConfigFormat; contents: string; source: string; nodes: string[] | undefined; field?: string }>;
   aws: { region: string; largeConfigUrl: string | undefined };
   /** Absolute directory of user templates, if any. */
   templatesDir: string | undefined;

@@ -356,7 +356,7 @@ export function resolveSpec(input: unknown, opts: ResolveOptions): ResolvedSpec 
     only?.forEach((n, j) => {
       if (!seen.has(n)) c.add(`${p}.nodes[${j}]`, `${JSON.stringify(n)} is not a node name`);
     });
-    if (f && contents !== undefined) snippets.push({ format: f as ConfigFormat, contents, source: file ?? `${p}.contents`, nodes: only });
+    if (f && contents !== undefined) snippets.push({ format: f as ConfigFormat, contents, source: file ?? `${p}.contents`, nodes: only, field: `${p}.${file !== undefined ? 'file' : 'contents'}` });
   });
 
   // aws

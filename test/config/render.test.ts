@@ -91,7 +91,8 @@ function matrix(): Case[] {
           format: 'ignition',
           contents: JSON.stringify({
             ignition: { version: '3.1.0' },
-            storage: { files: [{ path: '/etc/motd', mode: 420, contents: { source: 'data:,hello' } }] },
+            // overwrite: the node image has /etc/motd (without it first boot stops; see image-files.test.ts).
+            storage: { files: [{ path: '/etc/motd', mode: 420, overwrite: true, contents: { source: 'data:,hello' } }] },
             systemd: { units: [{ name: 'flotilla-fleetd.service', dropins: [{ name: '50-env.conf', contents: '[Service]\nEnvironment=DEBUG=1\n' }] }] },
           }),
         },
