@@ -416,7 +416,8 @@ export function checkXFleet(unit: UnitFile): XFleetCheck {
             try {
               target = unitNameInfo(w);
             } catch (err) {
-              at((err as Error).message, option);
+              const glob = /[*?[]/.test(w) ? `: ${option} takes exact unit names, not globs (fleet placed no unit whose ${option} named no unit)` : '';
+              at(`${(err as Error).message}${glob}`, option);
               continue;
             }
             if (target.name === unit.name || target.name === info.name) at(`${option} names the unit itself`, option);

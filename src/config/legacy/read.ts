@@ -21,7 +21,7 @@ import {
   type UnitCommand,
 } from './model';
 import { resolveIncludes } from './include';
-import { describe, isEmpty, type Field, type LegacySource, type Where } from './source';
+import { describe, isEmpty, templateHint, type Field, type LegacySource, type Where } from './source';
 import {
   COREOS_ONLY_UNITS,
   ENV_DROPIN_NAME,
@@ -125,7 +125,8 @@ export function readLegacyConfig(src: LegacySource): LegacyConfig {
 function checkHeader(src: LegacySource): void {
   const first = src.text.split('\n', 1)[0]!.replace(/\s+$/, '');
   if (first !== '#cloud-config') {
-    src.error({ path: '', line: 1, column: 1 }, 'the first line must be `#cloud-config`');
+    const found = first === '' ? 'an empty line' : `\`${first.length > 40 ? `${first.slice(0, 40)}…` : first}\``;
+    src.error({ path: '', line: 1, column: 1 }, `the first line must be \`#cloud-config\` (coreos-cloudinit compared the whole line and ignored anything else), found ${found}`);
   }
 }
 
@@ -226,7 +227,7 @@ function readEnvSection(
     }
     if (value === undefined || value === '') continue;
     if (name === 'proxy' && !/^(on|off|readonly)$/.test(value)) {
-      src.error(f.at, `must be on, off or readonly, found ${JSON.stringify(value)}`);
+      src.error(f.at, `must be on, off or readonly, found ${JSON.stringify(value)}${templateHint(value)}`);
       continue;
     }
     settings.push({ variable: `${prefix}${name.toUpperCase()}`, value, at: f.at });
@@ -243,7 +244,7 @@ function readUpdate(src: LegacySource, field: Field): LegacyUpdate | undefined {
   if (strategy && strategyText !== undefined) {
     // best-effort was accepted by older releases and meant etcd-lock when etcd runs, else reboot
     if (/^(best-effort|etcd-lock|reboot|off)$/.test(strategyText)) result.rebootStrategy = strategyText;
-    else src.error(strategy.at, `must be etcd-lock, reboot, off or best-effort, found ${JSON.stringify(strategyText)}`);
+    else src.error(strategy.at, `must be etcd-lock, reboot, off or best-effort, found ${JSON.stringify(strategyText)}${templateHint(strategyText)}`);
   }
   const group = src.string(update.get('group'));
   if (group) result.group = group;
@@ -360,7 +361,7 @@ function readFile(src: LegacySource, node: Node | null, path: string, at: Where)
   if (permissionsField && permissions !== undefined) {
     if (/^0?[0-7]{3,4}$/.test(permissions)) mode = parseInt(permissions, 8);
     else {
-      src.error(permissionsField.at, `permissions must be an octal mode such as "0644", found ${JSON.stringify(permissions)}`);
+      src.error(permissionsField.at, `permissions must be an octal mode such as "0644", found ${JSON.stringify(permissions)}${templateHint(permissions)}`);
       ok = false;
     }
   }
@@ -394,7 +395,7 @@ function decodeContent(
   if (isBase64) {
     const decoded = decodeBase64Strict(raw.toString('latin1'));
     if (typeof decoded === 'string') {
-      src.error(at, `content is not valid base64 (encoding ${encoding}): ${decoded}`);
+      src.error(at, `content is not valid base64 (encoding ${encoding}): ${decoded}${templateHint(raw.toString('latin1'))}`);
       return undefined;
     }
     data = decoded;

@@ -63,12 +63,14 @@ export class LegacySource {
     // YAML 1.1 because coreos-cloudinit used go-yaml v1: `enable: yes` is a boolean there.
     this.doc = parseDocument(deep ? '' : text, { version: '1.1', uniqueKeys: true, prettyErrors: false });
     if (deep) this.doc.errors.push(new YAMLParseError([deep.offset, deep.offset + 1], 'RESOURCE_EXHAUSTION', deep.message));
+    const lines = text.split('\n');
     for (const e of this.doc.errors) {
+      const at = this.position(e.pos[0]);
       this.errors.push({
         path: '',
-        message: `YAML syntax error: ${e.code === 'MULTIPLE_DOCS' ? 'the file holds more than one YAML document' : firstSentence(e.message)}`,
+        message: `YAML syntax error: ${e.code === 'MULTIPLE_DOCS' ? 'the file holds more than one YAML document' : firstSentence(e.message)}${templateHint(lines[at.line - 1] ?? '')}`,
         file,
-        ...this.position(e.pos[0]),
+        ...at,
       });
     }
     for (const w of this.doc.warnings) {
@@ -270,6 +272,17 @@ export class LegacySource {
     };
     walk(this.doc.contents, '');
   }
+}
+
+const PLACEHOLDER = /\$\{[^}\n]*\}|\{\{[^}\n]*\}\}|\{%[^%\n]*%\}|^\$[A-Za-z_]\w*$/;
+
+/**
+ * `; X looks like an unrendered template placeholder…` when `text` holds one (Terraform's
+ * `${var}`, Jinja/Handlebars `{{x}}`, `{% … %}`, or a value that is just `$name`), else ''.
+ */
+export function templateHint(text: string): string {
+  const m = PLACEHOLDER.exec(text.trim());
+  return m ? `; \`${m[0]}\` looks like an unrendered template placeholder: render the template (Terraform, Heat, Jinja…) first` : '';
 }
 
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
