@@ -27,51 +27,17 @@ import { Registry } from '../src/units/registry';
 import { updateUnit } from '../src/units/rollout';
 import { planSchedule, type SchedulableJob } from '../src/units/scheduler';
 import { emptyXFleetOptions } from '../src/units/xfleet';
-import type { UnitRunner, UnitStatus } from '../src/units/runner/types';
 import { DEFAULTS } from '../src/config/spec';
 import { mapLimit, sleep } from '../src/util/async';
 import { startEtcd } from '../test/fixtures/etcd';
 import { FleetFixture } from '../test/fixtures/fleet';
+import { InstantRunner } from '../test/fixtures/instant-runner';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: { agents: { type: 'string', default: '1000' }, units: { type: 'string', default: '10000' }, trials: { type: 'string', default: '20' } },
 });
 const parts = positionals.length ? positionals : ['scale', 'failover'];
-
-/** Starts units at once: measures scheduling, not fork/exec. */
-class InstantRunner implements UnitRunner {
-  readonly kind = 'process' as const;
-  private readonly units = new Map<string, UnitStatus>();
-  private readonly listeners = new Set<(s: UnitStatus) => void>();
-  private set(s: UnitStatus) {
-    this.units.set(s.name, s);
-    for (const l of this.listeners) l(s);
-  }
-  async start(name: string): Promise<void> {
-    this.set({ name, load: 'loaded', active: 'active', sub: 'running' });
-  }
-  async stop(name: string): Promise<void> {
-    if (this.units.has(name)) this.set({ name, load: 'loaded', active: 'inactive', sub: 'dead' });
-  }
-  async remove(name: string): Promise<void> {
-    await this.stop(name);
-    this.units.delete(name);
-  }
-  async state(name: string): Promise<UnitStatus> {
-    return this.units.get(name) ?? { name, load: 'not-found', active: 'inactive', sub: 'dead' };
-  }
-  list(): string[] {
-    return [...this.units.keys()].sort();
-  }
-  onStateChange(l: (s: UnitStatus) => void): () => void {
-    this.listeners.add(l);
-    return () => this.listeners.delete(l);
-  }
-  async close(): Promise<void> {
-    this.units.clear();
-  }
-}
 
 function secs(ms: number): string {
   return `${(ms / 1000).toFixed(2)} s`;
