@@ -2,7 +2,7 @@
  * The chaos report as a table (one row per fault: target, when, how long to recover,
  * how long to be whole again, each invariant) followed by every failure and note.
  */
-import { table } from '../cli/format';
+import { table } from '../util/table';
 import { INVARIANTS } from './invariants';
 import type { ChaosReport, FaultRow } from './runner';
 
