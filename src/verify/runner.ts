@@ -5,6 +5,7 @@
  * ones such as failover) run alone, after the rest.
  */
 import { FlotillaError } from '../errors';
+import { sleep } from '../util/async';
 import type { VerifyCluster } from './cluster';
 import { HostKeyMismatchError, SshError } from './ssh';
 import { CheckFailed, CheckSkipped, summarize, type Check, type CheckContext, type CheckOutcome, type CheckResult, type Report } from './types';
@@ -28,18 +29,6 @@ export interface RunOptions {
   /** Aborts the whole run: checks in flight end as `error`. */
   signal?: AbortSignal;
 }
-
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 
 /** Errors that no retry can fix: wrong host key, unusable inventory. */
 function permanent(err: unknown): boolean {

@@ -26,6 +26,7 @@ import { haveTool, removeTree, runTool } from './exec';
 import { extractVmlinux } from './kernel';
 import { baseRecipeHash, defaultRecipe, recipeHash, type BaseRecipe, type ImageRecipe } from './recipe';
 import { debCacheDir, imagesDir, stateDir } from './state';
+import { sleep } from '../../util/async';
 
 export interface StepTiming {
   step: string;
@@ -178,7 +179,6 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** An exclusive lock file holding our PID; a lock left by a dead process is taken over. */
 async function withLock<T>(lockFile: string, what: string, progress: ProgressFn, fn: () => Promise<T>, waitMs = 45 * 60_000): Promise<T> {

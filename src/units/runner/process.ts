@@ -24,6 +24,7 @@ import {
   type SpecifierContext,
 } from './service-config';
 import { unknownUnitStatus, type ActiveState, type StateListener, type UnitRunner, type UnitStatus } from './types';
+import { sleep } from '../../util/async';
 
 export interface ProcessRunnerOptions {
   /** TimeoutStopSec for units that set none. systemd's default is 90 s; 5 s keeps tests fast. */
@@ -61,10 +62,6 @@ function describeExit(info: ExitInfo): string {
   if (info.error) return `could not be executed (${info.error.message})`;
   if (info.signal) return `was killed by ${info.signal}`;
   return `exited with status ${info.code}`;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** The promise's value, or undefined if it takes longer than `ms` (the timer is cleared either way). */

@@ -10,8 +10,8 @@
 import type { VerifyCluster } from '../cluster';
 import { CheckFailed, CheckSkipped, type Check } from '../types';
 import { fleetView, placementViolations } from './fleet';
+import { sleep } from '../../util/async';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export function failoverSuite(cluster: VerifyCluster, opts: { timeoutMs?: number } = {}): Check[] {
   const timeoutMs = opts.timeoutMs ?? 60_000;
