@@ -19,6 +19,7 @@ import {
 import { parseIPv4Cidr, ipv4ToInt, intToIPv4 } from './net';
 import { checkAuthorizedKey } from './ssh-keys';
 import { nearest } from '../util/suggest';
+import { clusterPrefix } from './key-layout';
 
 export { nearest };
 
@@ -314,7 +315,7 @@ export function resolveSpec(input: unknown, opts: ResolveOptions): ResolvedSpec 
   const ttlSeconds = c.int(agentIn, 'ttlSeconds', 'agent', 2, 3600) ?? DEFAULTS.agentTtlSeconds;
   const reconcileIntervalMs = c.int(agentIn, 'reconcileIntervalMs', 'agent', 100, 600_000) ?? DEFAULTS.reconcileIntervalMs;
   const runner = c.choice(agentIn, 'runner', 'agent', RUNNER_KINDS) ?? 'auto';
-  const keyPrefix = c.string(agentIn, 'keyPrefix', 'agent', { pattern: /^\/[A-Za-z0-9_./-]*\/$/, what: 'etcd key prefix (starts and ends with "/")' }) ?? `/flotilla/${name}/`;
+  const keyPrefix = c.string(agentIn, 'keyPrefix', 'agent', { pattern: /^\/[A-Za-z0-9_./-]*\/$/, what: 'etcd key prefix (starts and ends with "/")' }) ?? clusterPrefix(name);
 
   // units to preload
   const units: ResolvedSpec['units'] = [];

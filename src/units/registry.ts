@@ -27,6 +27,7 @@ import {
   type Watcher,
 } from 'etcd3';
 import { FlotillaError } from '../errors';
+import { checkHash, checkRegistryName, registryKeys, registryPrefix, resolvePrefix, type RegistryKeys } from '../config/key-layout';
 
 // ---------------------------------------------------------------------------
 // Public types
@@ -271,93 +272,12 @@ export interface CampaignOptions {
 }
 
 // ---------------------------------------------------------------------------
-// Key layout: the only place keys are built or parsed.
+// Key layout: src/config/key-layout.ts, the only place keys are built or parsed.
 
-const UNIT_NAME = /^[A-Za-z0-9:_.@\\-]{1,255}$/;
-const MACHINE_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
-const HASH = /^[0-9a-f]{64}$/;
-const CLUSTER_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
-
-function checkName(kind: 'unit name' | 'machine ID', value: unknown): string {
-  const re = kind === 'unit name' ? UNIT_NAME : MACHINE_ID;
-  if (typeof value !== 'string' || !re.test(value) || value === '.' || value === '..') {
-    throw new FlotillaError('invalid-input', `invalid ${kind} ${JSON.stringify(value)}: use letters, digits and ${kind === 'unit name' ? ':_.@\\-' : '_.:-'}`);
-  }
-  return value;
-}
-
-function checkHash(value: unknown): string {
-  if (typeof value !== 'string' || !HASH.test(value)) throw new FlotillaError('invalid-input', `invalid unit hash ${JSON.stringify(value)}: want 64 lowercase hex digits`);
-  return value;
-}
-
-/** The default key prefix for a cluster. */
-export function registryPrefix(cluster: string): string {
-  if (!CLUSTER_NAME.test(cluster)) throw new FlotillaError('invalid-input', `invalid cluster name ${JSON.stringify(cluster)}: use lowercase letters, digits and '-'`);
-  return `/flotilla/${cluster}/`;
-}
-
-type ParsedKey =
-  | { kind: 'job'; unit: string }
-  | { kind: 'machine'; machineId: string }
-  | { kind: 'schedule'; machineId: string; unit: string }
-  | { kind: 'state'; machineId: string; unit: string }
-  | { kind: 'placement'; unit: string }
-  | { kind: 'health'; unit: string; machineId: string }
-  | { kind: 'rollout'; unit: string }
-  | { kind: 'body' | 'ref' | 'leader' | 'rollout-lock' | 'unknown' };
-
-function keys(prefix: string) {
-  const p = prefix;
-  return {
-    root: p,
-    bodies: `${p}units/bodies/`,
-    body: (hash: string) => `${p}units/bodies/${hash}`,
-    /** One key per unit using a body; the body may go once none is left. */
-    refs: (hash: string) => `${p}units/refs/${hash}/`,
-    ref: (hash: string, unit: string) => `${p}units/refs/${hash}/${unit}`,
-    jobs: `${p}units/jobs/`,
-    job: (unit: string) => `${p}units/jobs/${unit}`,
-    machines: `${p}machines/`,
-    machine: (id: string) => `${p}machines/${id}`,
-    schedule: `${p}schedule/`,
-    scheduleOf: (machineId: string) => `${p}schedule/${machineId}/`,
-    assignment: (machineId: string, unit: string) => `${p}schedule/${machineId}/${unit}`,
-    states: `${p}states/`,
-    statesOf: (machineId: string) => `${p}states/${machineId}/`,
-    state: (machineId: string, unit: string) => `${p}states/${machineId}/${unit}`,
-    placements: `${p}placement/`,
-    placement: (unit: string) => `${p}placement/${unit}`,
-    healthAll: `${p}health/`,
-    healthOf: (unit: string) => `${p}health/${unit}/`,
-    health: (unit: string, machineId: string) => `${p}health/${unit}/${machineId}`,
-    rollouts: `${p}rollouts/`,
-    rollout: (unit: string) => `${p}rollouts/${unit}`,
-    /** Held under the driving client's lease: one driver per rollout. */
-    rolloutLock: (unit: string) => `${p}rollout-locks/${unit}`,
-    leader: `${p}engine/leader`,
-    /** The last path segment of a key under `base`. */
-    tail: (key: string, base: string) => key.slice(base.length),
-    parse(key: string): ParsedKey {
-      if (!key.startsWith(p)) return { kind: 'unknown' };
-      const parts = key.slice(p.length).split('/');
-      const [a, b, c, d] = parts;
-      if (a === 'units' && b === 'jobs' && c && parts.length === 3) return { kind: 'job', unit: c };
-      if (a === 'units' && b === 'bodies') return { kind: 'body' };
-      if (a === 'units' && b === 'refs') return { kind: 'ref' };
-      if (a === 'machines' && b && parts.length === 2) return { kind: 'machine', machineId: b };
-      if (a === 'schedule' && b && c && parts.length === 3) return { kind: 'schedule', machineId: b, unit: c };
-      if (a === 'states' && b && c && parts.length === 3) return { kind: 'state', machineId: b, unit: c };
-      if (a === 'placement' && b && parts.length === 2) return { kind: 'placement', unit: b };
-      if (a === 'health' && b && c && parts.length === 3) return { kind: 'health', unit: b, machineId: c };
-      if (a === 'rollouts' && b && parts.length === 2) return { kind: 'rollout', unit: b };
-      if (a === 'rollout-locks') return { kind: 'rollout-lock' };
-      if (a === 'engine' && b === 'leader' && d === undefined) return { kind: 'leader' };
-      return { kind: 'unknown' };
-    },
-  };
-}
-type Keys = ReturnType<typeof keys>;
+export { registryPrefix };
+const checkName = checkRegistryName;
+const keys = registryKeys;
+type Keys = RegistryKeys;
 
 // ---------------------------------------------------------------------------
 // Values: JSON, checked on the way in.
@@ -914,15 +834,7 @@ export class Registry {
     for (const e of opts.endpoints) {
       if (!/^https?:\/\/[^/\s]+:\d+\/?$/.test(e)) throw new FlotillaError('invalid-input', `registry: bad etcd endpoint ${JSON.stringify(e)}: want http(s)://host:port`);
     }
-    let prefix: string;
-    if (opts.prefix !== undefined) {
-      prefix = opts.prefix.endsWith('/') ? opts.prefix : `${opts.prefix}/`;
-      if (!prefix.startsWith('/') || prefix.includes('//') || /\s/.test(prefix)) throw new FlotillaError('invalid-input', `registry: bad key prefix ${JSON.stringify(opts.prefix)}`);
-    } else if (opts.cluster !== undefined) {
-      prefix = registryPrefix(opts.cluster);
-    } else {
-      throw new FlotillaError('invalid-input', 'registry: give a cluster name or a key prefix');
-    }
+    const prefix = resolvePrefix(opts);
     const reg = new Registry(opts, prefix);
     const dialTimeoutMs = opts.dialTimeoutMs ?? 5000;
     try {

@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PKI } from '../../config/node-files';
+import { servicesPrefix } from '../../config/key-layout';
 import { writeFileAtomic } from '../../util/fs';
 import type { Inventory, Pace } from '../../verify/inventory';
 import { readPki } from '../pki';
@@ -75,7 +76,7 @@ export function inventoryFromRecord(record: ClusterRecord): Inventory {
       etcdctl: 'etcdctl',
     },
     keyPrefix: record.keyPrefix,
-    discovery: { prefix: `${record.keyPrefix}services/`, services: [] },
+    discovery: { prefix: servicesPrefix(record.keyPrefix), services: [] },
   };
 }
 
