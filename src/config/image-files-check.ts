@@ -3,10 +3,10 @@
  * exists unless the entry says `"overwrite": true` (first boot stops with "A file exists there
  * already and overwrite is false"), and nothing can be created below a path that is a file.
  * cloud-config's write_files always overwrite, so only Ignition configs are checked. The list of
- * what the image ships is owned by the image recipe (src/provision/local/image-files.ts).
+ * what the image ships: image-files.ts (checked against the recipe and a real image by tests).
  */
 import type { Problem } from '../errors';
-import { nodeImageFiles } from '../provision/local/image-files';
+import { NODE_IMAGE_FILES } from './image-files';
 import type { ResolvedSpec } from './spec';
 
 /** The storage lists whose entries land on a path (all three have `overwrite`). */
@@ -42,8 +42,6 @@ export interface ImageFileConflict {
 export function defaultImageFiles(spec: Pick<ResolvedSpec, 'platform'>): readonly string[] {
   return spec.platform === 'local' || spec.platform === 'libvirt' ? NODE_IMAGE_FILES : [];
 }
-
-const NODE_IMAGE_FILES = nodeImageFiles();
 
 function ancestors(p: string): string[] {
   const out: string[] = [];

@@ -17,7 +17,7 @@ import type { ClusterSpec } from '../../src/config/spec';
 import { readTextFile } from '../../src/util/fs';
 import { FlotillaError } from '../../src/errors';
 import { imageFileConflicts } from '../../src/config/image-files-check';
-import { nodeImageFiles } from '../../src/provision/local/image-files';
+import { NODE_IMAGE_FILES } from '../../src/config/image-files';
 import { cli } from '../helpers/cli';
 import { makeSpec, nodes, testPublicKey } from '../helpers/spec';
 
@@ -77,7 +77,7 @@ test('the renderer refuses it too, where the merged config exists (TS API, saved
 });
 
 test('every path the brief names is in the list, and each one is refused without overwrite', () => {
-  const list = nodeImageFiles();
+  const list = NODE_IMAGE_FILES;
   const named = ['/etc/motd', '/etc/hostname', '/etc/hosts', '/etc/issue', '/etc/fstab', '/etc/ssh/sshd_config', '/etc/sudoers', '/etc/resolv.conf', '/etc/os-release', '/etc/systemd/system.conf', '/etc/systemd/journald.conf'];
   for (const p of named) {
     assert.ok(list.includes(p), p);
@@ -119,7 +119,7 @@ test('below a shipped file nothing can be created, overwrite or not; links and d
   assert.match(messages[1]!, /^snippets\[1\]\.contents: Ignition snippet, storage\.directories\[0\] \(node node1\): \/etc\/issue already exists/);
   assert.match(messages[2]!, /^snippets\[1\]\.contents: Ignition snippet, storage\.links\[0\] \(node node1\): \/etc\/localtime already exists/);
   // A directory entry that replaces the file (overwrite: true) makes paths below it possible.
-  assert.deepEqual(imageFileConflicts({ storage: { directories: [{ path: '/etc/motd', overwrite: true }], files: [{ path: '/etc/motd/a' }] } }, nodeImageFiles()), []);
+  assert.deepEqual(imageFileConflicts({ storage: { directories: [{ path: '/etc/motd', overwrite: true }], files: [{ path: '/etc/motd/a' }] } }, NODE_IMAGE_FILES), []);
 });
 
 test('a snippet file is named; the spec file gives line and column', async () => {

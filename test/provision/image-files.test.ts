@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { ensureImage } from '../../src/provision/local/image';
-import { nodeImageFiles } from '../../src/provision/local/image-files';
+import { NODE_IMAGE_FILES } from '../../src/config/image-files';
 import { stateDir } from '../../src/provision/local/state';
 
 const log = (msg: string): void => void process.stderr.write(`# ${msg}\n`);
@@ -31,7 +31,7 @@ describe('files the node image ships, against a real image', { timeout: 30 * 60_
     const image = await ensureImage({}, (p) => p.phase !== 'cached' && log(`image: ${p.step} ${p.phase}${p.seconds !== undefined ? ` ${p.seconds}s` : ''}`));
     const rootfs = path.join(stateDir(), 'cache', 'base', image.baseId, 'rootfs');
     assert.ok(fs.existsSync(path.join(rootfs, 'etc', 'os-release')), `base layer of image ${image.id.slice(0, 12)} at ${rootfs}`);
-    const list = nodeImageFiles();
+    const list = NODE_IMAGE_FILES;
     assert.deepEqual(missingIn(rootfs, list), [], `listed in image-files.ts but not in image ${image.id.slice(0, 12)}`);
     // The check can fail: a path the image does not have is reported.
     assert.deepEqual(missingIn(rootfs, ['/etc/motd', '/etc/flotilla-not-shipped']), ['/etc/flotilla-not-shipped']);

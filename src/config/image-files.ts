@@ -3,12 +3,14 @@
  * write: an Ignition `storage.files` entry on one of these paths without `"overwrite": true`
  * stops first boot ("A file exists there already and overwrite is false"), and nothing can be
  * created below one of them. The renderer checks every node's merged Ignition config against
- * this list (src/config/image-files-check.ts). Kept beside the recipe because it is a fact about
- * what the recipe builds: test/provision/recipe.test.ts checks that the baked files and every
- * file the configure script writes are here, and test/provision/image-files.test.ts checks every
- * path against a real built image's root filesystem. Pure: no I/O.
+ * this list (image-files-check.ts).
+ *
+ * A fact about what the image recipe (src/provision/local/recipe.ts) builds, kept here because
+ * the renderer needs it and config sits below provision (test/layering.test.ts). It cannot drift
+ * from the recipe unnoticed: test/provision/recipe.test.ts checks that every file the recipe bakes
+ * in and every file its configure script writes is listed, and test/provision/image-files.test.ts
+ * checks every path against a real built image. Pure data.
  */
-import { CONFIGURE_SCRIPT, defaultBaseRecipe } from './recipe';
 
 /** Shipped by the Debian packages in NODE_PACKAGES (and their dependencies): the ones a spec is likely to write. */
 export const PACKAGE_FILES: readonly string[] = [
@@ -90,14 +92,26 @@ export const CONFIGURED_FILES: readonly string[] = [
   '/etc/default/locale',
 ];
 
-/** Every path above plus the files the recipe bakes in (recipe `files`), sorted, no duplicates. */
-export function nodeImageFiles(): string[] {
-  return [...new Set([...PACKAGE_FILES, ...CONFIGURED_FILES, ...Object.keys(defaultBaseRecipe().files)])].sort();
-}
+/** Written by Flotilla's image recipe (recipe `files`: its units, drop-ins, presets and helper scripts). */
+export const BAKED_FILES: readonly string[] = [
+  '/etc/cloud/cloud.cfg.d/99_flotilla.cfg',
+  '/etc/containers/containers.conf',
+  '/etc/containers/storage.conf',
+  '/etc/dpkg/dpkg.cfg.d/01-flotilla-nodoc',
+  '/etc/selinux/config',
+  '/etc/systemd/journald.conf.d/10-flotilla.conf',
+  '/etc/systemd/system-preset/00-flotilla.preset',
+  '/etc/systemd/system-preset/99-flotilla-default.preset',
+  '/etc/systemd/system/cloud-final.service.d/10-flotilla-console.conf',
+  '/etc/systemd/system/cloud-init-local.service.d/10-flotilla-console.conf',
+  '/etc/systemd/system/cloud-init.service.d/10-flotilla-console.conf',
+  '/etc/systemd/system/flotilla-container-images.service',
+  '/etc/systemd/system/flotilla-ignition.service',
+  '/etc/systemd/system/flotilla-ready.service',
+  '/usr/local/lib/flotilla/ignition-bin/setfiles',
+  '/usr/local/lib/flotilla/ignition-firstboot',
+  '/usr/local/lib/flotilla/import-container-images',
+];
 
-/** Paths CONFIGURE_SCRIPT creates with a shell redirect (`> /etc/x`) or `touch`, for the recipe test. */
-export function configureScriptWrites(script: string = CONFIGURE_SCRIPT): string[] {
-  const redirects = [...script.matchAll(/(?<![0-9&])>>?\s*(\/[^\s;'"]+)/g)].map((m) => m[1]!);
-  const touched = [...script.matchAll(/^\s*touch\s+([^;\n]+)/gm)].flatMap((m) => m[1]!.trim().split(/\s+/));
-  return [...new Set([...redirects, ...touched])].filter((p) => p.startsWith('/') && !p.startsWith('/dev/'));
-}
+/** Every path above, sorted, no duplicates. */
+export const NODE_IMAGE_FILES: readonly string[] = [...new Set([...PACKAGE_FILES, ...CONFIGURED_FILES, ...BAKED_FILES])].sort();
