@@ -40,7 +40,8 @@ import { writeFileAtomic } from '../util/fs';
 import { runVerify } from '../verify/verify';
 import type { SuiteName } from '../verify/suites';
 import { installScript, nodePkiFiles, readPki } from './pki';
-import { clusterDir, consoleMarkers } from './local/cluster';
+import { clusterDir } from './local/cluster';
+import { FirstBootWatch } from './local/console';
 import { probeAccelerator } from './local/accel';
 import { ensureImage, type ImageInfo } from './local/image';
 import { inventoryFromRecord } from './local/inventory';
@@ -498,7 +499,11 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
         progress({ node: name, step: 'boot', state: 'info', seconds: since(), detail: `${p}` });
       };
       const deadline = l.launchedAt + c.timeoutMs;
+      // The same console watch as up's: a failed first boot (Ignition, cloud-init) ends every wait.
+      const boot = new FirstBootWatch([{ name, consoleLog: l.consoleLog, launchedAt: l.launchedAt }]);
       while (!(fs.existsSync(l.consoleLog) && fs.statSync(l.consoleLog).size > 0)) {
+        const failed = boot.failure();
+        if (failed) throw failed;
         if (!nodeRunning(node)) throw new FlotillaError('external', `QEMU exited before the kernel printed anything (see ${l.consoleLog})`);
         if (Date.now() > deadline) throw new FlotillaError('timeout', `no console output (see ${l.consoleLog})`);
         await sleep(200);
@@ -507,15 +512,15 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
       await waitForSsh('127.0.0.1', node.sshPort, node.hostPublicKey, deadline, {
         auth: sshAuth(record),
         ...(record.netns ? { netns: record.netns } : {}),
-        readyHint: () => consoleMarkers(l.consoleLog).ssh !== undefined,
-        abort: () => (nodeRunning(node) ? undefined : `its VM is not running (see ${l.consoleLog})`),
+        readyHint: () => boot.saw(name, 'ssh'),
+        abort: () => boot.failure() ?? (nodeRunning(node) ? undefined : `its VM is not running (see ${l.consoleLog})`),
       });
       mark('ssh');
       const client = await sshConnect(sshEndpoint(record, node), node.hostPublicKey, sshAuth(record), 30_000);
       try {
         const flag = record.format === 'ignition' ? '/var/lib/flotilla/ignition.done' : '/var/lib/cloud/instance/boot-finished';
         const left = Math.max(10_000, deadline - Date.now());
-        const wait = await run(client, `for i in $(seq ${Math.ceil(left / 500)}); do [ -e ${flag} ] && break; sleep 0.5; done; test -e ${flag}`, left + 10_000);
+        const wait = await boot.guard(run(client, `for i in $(seq ${Math.ceil(left / 500)}); do [ -e ${flag} ] && break; sleep 0.5; done; test -e ${flag}`, left + 10_000));
         if (wait.code !== 0) throw new FlotillaError('timeout', `first-boot config did not finish (${flag} missing; see ${l.consoleLog})`);
         if (record.format === 'cloud-config') {
           const res = await run(client, 'cat /run/cloud-init/result.json', 30_000);

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { cpioNewc } from '../../src/provision/local/cpio';
 import { moduleClosure } from '../../src/provision/local/image';
-import { baseRecipeHash, canonicalJson, defaultRecipe, recipeHash, type ImageRecipe } from '../../src/provision/local/recipe';
+import { BAKED_FILES, CONFIGURED_FILES, NODE_IMAGE_FILES } from '../../src/config/image-files';
+import { baseRecipeHash, canonicalJson, CONSOLE_FAILURE_MARKER, defaultBaseRecipe, defaultRecipe, recipeHash, type ImageRecipe } from '../../src/provision/local/recipe';
 
 const BUNDLE = 'a'.repeat(64);
 
@@ -157,5 +158,38 @@ describe('cpioNewc', () => {
     assert.throws(() => cpioNewc([{ type: 'file', path: '../etc/passwd', data: 'x' }]), /bad path/);
     assert.throws(() => cpioNewc([{ type: 'file', path: 'a/b', data: 'x' }]), /before its directory/);
     assert.throws(() => cpioNewc([{ type: 'dir', path: 'a' }, { type: 'dir', path: 'a' }]), /duplicate/);
+  });
+});
+
+/** Paths a configure script creates with a shell redirect (`> /etc/x`) or `touch`. */
+function configureScriptWrites(script: string = defaultBaseRecipe().configureScript): string[] {
+  const redirects = [...script.matchAll(/(?<![0-9&])>>?\s*(\/[^\s;'"]+)/g)].map((m) => m[1]!);
+  const touched = [...script.matchAll(/^\s*touch\s+([^;\n]+)/gm)].flatMap((m) => m[1]!.trim().split(/\s+/));
+  return [...new Set([...redirects, ...touched])].filter((p) => p.startsWith('/') && !p.startsWith('/dev/'));
+}
+
+describe('files the image ships (src/config/image-files.ts, checked against Ignition configs)', () => {
+  it('lists every file the recipe bakes in and every file the configure script writes', () => {
+    const list = NODE_IMAGE_FILES;
+    assert.deepEqual([...BAKED_FILES].sort(), Object.keys(defaultBaseRecipe().files).sort(), 'BAKED_FILES is the recipe\'s files');
+    for (const p of Object.keys(defaultBaseRecipe().files)) assert.ok(list.includes(p), `baked ${p}`);
+    const writes = configureScriptWrites();
+    for (const p of ['/etc/hostname', '/etc/hosts', '/etc/fstab', '/etc/resolv.conf', '/etc/machine-id', '/etc/default/locale']) assert.ok(writes.includes(p), `the script parser sees ${p}`);
+    for (const p of writes) assert.ok(CONFIGURED_FILES.includes(p), `configure script writes ${p}`);
+    // The parser finds a write the list lacks (so the check above can fail).
+    assert.deepEqual(configureScriptWrites('echo x > /etc/flotilla-new\ntouch /etc/a /etc/b\ncat /x 2>/dev/null\n'), ['/etc/flotilla-new', '/etc/a', '/etc/b']);
+    assert.deepEqual(list, [...new Set(list)].sort());
+  });
+
+  it('first-boot units report a failure on the console (the marker up watches for)', () => {
+    const files = defaultBaseRecipe().files;
+    const marker = new RegExp(`^ExecStopPost=.*\\[ "\\$\\$SERVICE_RESULT" = success \\] \\|\\| echo "${CONSOLE_FAILURE_MARKER} first-boot (ignition|cloud-init) `, 'm');
+    const unit = (p: string): string => files[p]?.contents ?? assert.fail(`no ${p} in the recipe`);
+    assert.match(unit('/etc/systemd/system/flotilla-ignition.service'), marker);
+    assert.match(unit('/etc/systemd/system/flotilla-ignition.service'), /first-boot ignition /);
+    for (const s of ['cloud-init-local', 'cloud-init', 'cloud-final']) {
+      assert.match(unit(`/etc/systemd/system/${s}.service.d/10-flotilla-console.conf`), marker, s);
+      assert.match(unit(`/etc/systemd/system/${s}.service.d/10-flotilla-console.conf`), /first-boot cloud-init /, s);
+    }
   });
 });

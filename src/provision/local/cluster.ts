@@ -10,7 +10,7 @@ import { FlotillaError } from '../../errors';
 import type { RenderedNode } from '../../config/render';
 import type { ResolvedSpec } from '../../config/spec';
 import type { ImageInfo } from './image';
-import { CONSOLE_MARKER } from './recipe';
+import { ConsoleWatch, readConsole, type ConsoleMarker } from './console';
 import { clusterMulticast, clusterNamespace, type Accelerator, type QemuNodeDesc } from './qemu-args';
 import { cpuSeconds, createNamespace, createOverlay, deleteNamespace, launchNode, namespaceExists, runningPid, stopNode, writeFirstBoot, type LaunchedNode } from './qemu';
 import { clustersDir } from './state';
@@ -170,13 +170,15 @@ export async function waitNodeSsh(
   timeoutMs: number,
   onAttempt?: (attempt: number, error: string) => void,
 ): Promise<number> {
+  const watch = new ConsoleWatch(node.name, node.consoleLog, node.launchedAt);
   await waitForSsh('127.0.0.1', node.sshPort, node.hostPublicKey, node.launchedAt + timeoutMs, {
     auth,
     netns: cluster.netns,
     // The image reports on its console when sshd listens and the uplink has its address.
-    readyHint: () => consoleMarkers(node.consoleLog).ssh !== undefined,
+    readyHint: () => watch.markers().ssh !== undefined,
     ...(onAttempt ? { onAttempt } : {}),
-    abort: () => (runningPid(node.pidFile) === undefined ? `QEMU for ${node.name} is not running (see ${node.consoleLog})` : undefined),
+    // ... and when first boot failed (FirstBootFailedError: node, stage, console line).
+    abort: () => watch.check() ?? (runningPid(node.pidFile) === undefined ? `QEMU for ${node.name} is not running (see ${node.consoleLog})` : undefined),
   });
   return (Date.now() - node.launchedAt) / 1000;
 }
@@ -184,18 +186,10 @@ export async function waitNodeSsh(
 /**
  * The progress markers a node has written to its serial console so far, each with the guest's
  * uptime when it was written: `ssh` (sshd listens, uplink configured) and `first-boot` (cloud-init's
- * final stage or the Ignition unit finished).
+ * final stage or the Ignition unit finished). Failures: readConsole / ConsoleWatch (console.ts).
  */
-export function consoleMarkers(consoleLog: string): Partial<Record<'ssh' | 'first-boot', number>> {
-  let text: string;
-  try {
-    text = fs.readFileSync(consoleLog, 'latin1');
-  } catch {
-    return {};
-  }
-  const out: Partial<Record<'ssh' | 'first-boot', number>> = {};
-  for (const m of text.matchAll(new RegExp(`${CONSOLE_MARKER} (ssh|first-boot) ([0-9.]+)`, 'g'))) out[m[1] as 'ssh' | 'first-boot'] = Number(m[2]);
-  return out;
+export function consoleMarkers(consoleLog: string): Partial<Record<ConsoleMarker, number>> {
+  return readConsole(consoleLog).markers;
 }
 
 export function nodeCpuSeconds(node: LocalNode): number | undefined {

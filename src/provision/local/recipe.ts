@@ -9,6 +9,22 @@ import { AGENT_ROOT } from './bundle';
 /** Prefix of the progress lines the image writes to the serial console (see READY_UNIT). */
 export const CONSOLE_MARKER = 'FLOTILLA-READY';
 
+/**
+ * Prefix of the line a first-boot unit writes to the serial console when it fails
+ * (FIRST_BOOT_FAILED_LINE): `FLOTILLA-FAILED first-boot <stage> <uptime> <unit> <result> <status>`.
+ * The host reads it from console.log (src/provision/local/console.ts) and stops waiting.
+ */
+export const CONSOLE_FAILURE_MARKER = 'FLOTILLA-FAILED';
+
+/**
+ * A unit's `ExecStopPost=` that reports a failed run on the serial console. It runs only when
+ * the unit stops: a oneshot with RemainAfterExit stays active when it succeeds, so on a healthy
+ * boot it runs at shutdown at most, and then prints nothing ($SERVICE_RESULT is success).
+ */
+function firstBootFailedLine(stage: 'ignition' | 'cloud-init'): string {
+  return `ExecStopPost=/bin/sh -c '[ "$$SERVICE_RESULT" = success ] || echo "${CONSOLE_FAILURE_MARKER} first-boot ${stage} $$(cut -d" " -f1 /proc/uptime) %n $$SERVICE_RESULT $$EXIT_STATUS" > /dev/ttyS0'`;
+}
+
 /** Bump when the build procedure changes in a way the recipe data does not show (2: PVH vmlinux). */
 export const BUILDER_VERSION = 2;
 
@@ -236,6 +252,7 @@ Environment=SYSTEMCTL_SKIP_SYSV=1
 Environment=PATH=${AGENT_ROOT}/ignition-bin:/usr/sbin:/usr/bin:/sbin:/bin
 StandardOutput=journal+console
 ExecStart=${AGENT_ROOT}/ignition-firstboot
+${firstBootFailedLine('ignition')}
 
 [Install]
 WantedBy=sysinit.target
@@ -265,6 +282,14 @@ WantedBy=multi-user.target
 export const CLOUD_FINAL_DROPIN = `[Service]
 # Flotilla: first-boot configuration is done (cloud-init's final stage succeeded).
 ExecStartPost=/bin/sh -c 'echo "${CONSOLE_MARKER} first-boot $$(cut -d" " -f1 /proc/uptime)" > /dev/ttyS0'
+# ... or it failed (a module failed: cloud-init exits with the number of errors).
+${firstBootFailedLine('cloud-init')}
+`;
+
+/** cloud-init's earlier stages report a failure on the console as the final stage does. */
+export const CLOUD_STAGE_DROPIN = `[Service]
+# Flotilla: a failed cloud-init stage (a module failed: cloud-init exits with the number of errors).
+${firstBootFailedLine('cloud-init')}
 `;
 
 /** Stands in for setfiles(8) in Ignition's relabel step: there is no SELinux policy to apply. */
@@ -456,6 +481,8 @@ export function defaultBaseRecipe(): BaseRecipe {
       '/etc/selinux/config': { contents: SELINUX_CONFIG, mode: 0o644 },
       '/etc/systemd/system/flotilla-ready.service': { contents: READY_UNIT, mode: 0o644 },
       '/etc/systemd/system/cloud-final.service.d/10-flotilla-console.conf': { contents: CLOUD_FINAL_DROPIN, mode: 0o644 },
+      '/etc/systemd/system/cloud-init-local.service.d/10-flotilla-console.conf': { contents: CLOUD_STAGE_DROPIN, mode: 0o644 },
+      '/etc/systemd/system/cloud-init.service.d/10-flotilla-console.conf': { contents: CLOUD_STAGE_DROPIN, mode: 0o644 },
       '/etc/systemd/system-preset/00-flotilla.preset': { contents: PRESET_FLOTILLA, mode: 0o644 },
       '/etc/systemd/system-preset/99-flotilla-default.preset': { contents: PRESET_DEFAULT, mode: 0o644 },
       '/etc/systemd/journald.conf.d/10-flotilla.conf': { contents: JOURNALD_CONF, mode: 0o644 },

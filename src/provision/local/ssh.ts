@@ -181,8 +181,11 @@ export interface WaitForSshOptions {
    */
   readyHint?: () => boolean;
   hintlessIntervalMs?: number;
-  /** Checked between attempts: give up early (e.g. QEMU exited). Return a reason to stop. */
-  abort?: () => string | undefined;
+  /**
+   * Checked between attempts: give up early (e.g. QEMU exited). Return a reason to stop, or an
+   * error to throw as it is (e.g. the node's first boot failed).
+   */
+  abort?: () => string | Error | undefined;
 }
 
 /**
@@ -199,6 +202,7 @@ export async function waitForSsh(host: string, port: number, hostPublicKey: stri
   for (;;) {
     if (opts.readyHint && !opts.readyHint() && Date.now() - lastTry < (opts.hintlessIntervalMs ?? 10_000) && Date.now() < deadline) {
       const why = opts.abort?.();
+      if (why instanceof Error) throw why;
       if (why) throw new FlotillaError('external', `ssh ${describe(ep)}: giving up: ${why}; last error: ${last}`);
       await new Promise((r) => setTimeout(r, 200));
       continue;
@@ -224,6 +228,7 @@ export async function waitForSsh(host: string, port: number, hostPublicKey: stri
     }
     opts.onAttempt?.(attempt, last);
     const why = opts.abort?.();
+    if (why instanceof Error) throw why;
     if (why) throw new FlotillaError('external', `ssh ${describe(ep)}: giving up: ${why}; last error: ${last}`);
     await new Promise((r) => setTimeout(r, Math.max(0, Math.min(opts.intervalMs ?? 1000, deadline - Date.now()))));
   }

@@ -19,7 +19,8 @@ import { writeFileAtomic } from '../../util/fs';
 import { sleep } from '../../util/async';
 import { generatePki, installScript, nodePkiFiles, readPki, writePki, type ClusterPki } from '../pki';
 import { libvirtQemuPid } from '../libvirt/driver';
-import { clusterDir, consoleMarkers, destroyCluster, startCluster } from './cluster';
+import { clusterDir, destroyCluster, startCluster } from './cluster';
+import { FirstBootFailedError, FirstBootWatch } from './console';
 import { probeAccelerator } from './accel';
 import { tuneForEmulation } from './tcg';
 import { ensureImage, type BuildProgress, type ImageInfo } from './image';
@@ -88,6 +89,11 @@ export interface UpOptions {
   progress?: (ev: PhaseEvent) => void;
   /** Per-phase deadline for waiting on nodes (default 10 min: TCG on a loaded host is slow). */
   timeoutMs?: number;
+  /**
+   * Tests only (no CLI flag): the files the node image ships, for the render's check of Ignition
+   * entries; `[]` skips it, to boot a config that fails at first boot.
+   */
+  imageFiles?: readonly string[];
 }
 
 export interface UpResult {
@@ -129,6 +135,12 @@ export interface Launcher {
   /** Checks what the platform needs before anything is built or written (fail fast). */
   preflight?(): Promise<void>;
   launch(ctx: LaunchContext): Promise<LaunchedCluster>;
+  /**
+   * Stops every VM of the cluster and keeps its files (console logs, rendered configs, record),
+   * after a first boot failed: waiting cannot repair it, and emulated VMs cost CPU. Returns one
+   * line for the error. Platforms without it leave the cluster running.
+   */
+  halt?(name: string): Promise<string>;
 }
 
 /** QEMU processes in the cluster's network namespace (src/provision/local/cluster.ts). */
@@ -141,6 +153,10 @@ export const localLauncher: Launcher = {
       nodes: c.nodes.map((n) => ({ name: n.name, sshPort: n.sshPort, consoleLog: n.consoleLog, pidFile: n.pidFile, launchedAt: n.launchedAt })),
       detail: `${c.nodes.length} QEMU processes in netns ${c.netns}`,
     };
+  },
+  async halt(name) {
+    const stopped = await destroyCluster(name, { keepFiles: true });
+    return `stopped the cluster's ${stopped.length} VM${stopped.length === 1 ? '' : 's'}; its files stay in ${clusterDir(name)} until 'flotilla down --name ${name}'`;
   },
 };
 
@@ -297,7 +313,7 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
         pki = readPki(f.pki) ?? (await generatePki(spec));
         writePki(f.pki, pki);
       }
-      return { rendered: renderCluster(spec, secrets, { format }), pki };
+      return { rendered: renderCluster(spec, secrets, { format, ...(opts.imageFiles ? { imageFiles: opts.imageFiles } : {}) }), pki };
     },
     (r) => `${r.rendered.length} nodes, ${format}, ${Math.round(r.rendered.reduce((n, x) => n + Buffer.byteLength(x.userData), 0) / r.rendered.length)} bytes/node${r.pki ? ', TLS PKI' : ''}`,
   );
@@ -345,12 +361,17 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
     progress({ phase: p, state: 'info', seconds: s, detail: node });
   };
   const clients = new Map<string, Client>();
+  // Every node's console, read by every wait until first boot is done: a failed first boot on any
+  // node (Ignition, cloud-init, the image's failure marker) ends all the waits within a poll.
+  const boot = new FirstBootWatch(cluster.nodes);
   try {
     await phase('kernel', () =>
       Promise.all(
         cluster.nodes.map(async (n) => {
           const deadline = n.launchedAt + timeoutMs;
           while (!(fs.existsSync(n.consoleLog) && fs.statSync(n.consoleLog).size > 0)) {
+            const failed = boot.failure();
+            if (failed) throw failed;
             if (!nodeRunning(byName.get(n.name)!)) throw nodeFailure(byName.get(n.name)!, 'QEMU exited before the kernel printed anything');
             if (Date.now() > deadline) throw nodeFailure(byName.get(n.name)!, 'no console output');
             await sleep(100);
@@ -365,8 +386,9 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
         cluster.nodes.map(async (l) => {
           const n = byName.get(l.name)!;
           try {
-            await waitNodeSsh(record, n, l.launchedAt + timeoutMs, auth);
+            await waitNodeSsh(record, n, l.launchedAt + timeoutMs, auth, boot);
           } catch (err) {
+            if (FirstBootFailedError.is(err)) throw err;
             throw nodeFailure(n, 'never answered SSH with its pinned host key', err);
           }
           mark(n.name, 'ssh');
@@ -379,7 +401,7 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
       Promise.all(
         record.nodes.map(async (n) => {
           const c = clients.get(n.name)!;
-          const wait = await sshExec(c, `for i in $(seq ${Math.ceil(timeoutMs / 500)}); do [ -e ${flag} ] && break; sleep 0.5; done; test -e ${flag}`, timeoutMs + 10_000);
+          const wait = await boot.guard(sshExec(c, `for i in $(seq ${Math.ceil(timeoutMs / 500)}); do [ -e ${flag} ] && break; sleep 0.5; done; test -e ${flag}`, timeoutMs + 10_000));
           if (wait.code !== 0) throw nodeFailure(n, `first-boot config did not finish (${flag} missing)`);
           if (format === 'cloud-config') {
             const res = await sshExec(c, 'cat /run/cloud-init/result.json', 30_000);
@@ -477,8 +499,16 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
     }
     writeFileAtomic(f.record, `${JSON.stringify(record, null, 2)}\n`, 0o644);
     return { record, already: false };
-  } catch (err) {
+  } catch (err0) {
+    let err = err0;
     writeFileAtomic(f.record, `${JSON.stringify(record, null, 2)}\n`, 0o644);
+    if (FirstBootFailedError.is(err)) {
+      for (const c of clients.values()) c.end();
+      const note = launcher.halt
+        ? await launcher.halt(name).catch((e: unknown) => `stopping the cluster's VMs failed (${(e as Error).message}); run 'flotilla down --name ${name}'`)
+        : `the cluster is left running; 'flotilla down --name ${name}' removes it`;
+      err = err.withNote(note);
+    }
     throw err;
   } finally {
     for (const c of clients.values()) c.end();
@@ -490,14 +520,14 @@ export function sshEndpoint(record: Pick<ClusterRecord, 'netns'>, node: Pick<Nod
   return { host: '127.0.0.1', port: node.sshPort, ...(record.netns ? { netns: record.netns } : {}) };
 }
 
-/** Waits for one node's SSH (pinned host key, a real command succeeds) until `deadline` (epoch ms). */
-async function waitNodeSsh(record: ClusterRecord, node: NodeRecord, deadline: number, auth: SshAuth): Promise<void> {
+/** Waits for one node's SSH (pinned host key, a real command succeeds) until `deadline` (epoch ms), or until a first boot fails. */
+async function waitNodeSsh(record: ClusterRecord, node: NodeRecord, deadline: number, auth: SshAuth, boot: FirstBootWatch): Promise<void> {
   await waitForSsh('127.0.0.1', node.sshPort, node.hostPublicKey, deadline, {
     auth,
     ...(record.netns ? { netns: record.netns } : {}),
     // The image reports on its console when sshd listens and the uplink has its address.
-    readyHint: () => consoleMarkers(node.consoleLog).ssh !== undefined,
-    abort: () => (nodeRunning(node) ? undefined : `QEMU for ${node.name} is not running (see ${node.consoleLog})`),
+    readyHint: () => boot.saw(node.name, 'ssh'),
+    abort: () => boot.failure() ?? (nodeRunning(node) ? undefined : `QEMU for ${node.name} is not running (see ${node.consoleLog})`),
   });
 }
 
