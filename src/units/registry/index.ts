@@ -1,0 +1,9 @@
+/**
+ * The registry (docs/registry.md): `import ... from './registry'` / `'../units/registry'`
+ * resolves here. See ./registry.ts for the class and the file map in docs/registry.md.
+ */
+export { Registry } from './registry';
+export { registryPrefix } from '../../config/key-layout';
+export type { Leadership } from './leadership';
+export type { MachineLease } from './leases';
+export * from './model';
