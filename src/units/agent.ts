@@ -9,11 +9,12 @@
 import { EventEmitter } from 'node:events';
 import { FlotillaError } from '../errors';
 import { Signal, sleep } from '../util/async';
-import type { Assignment, MachineInfo, MachineLease, Registry, RegistryWatch } from './registry';
+import type { AgentStore, Assignment, MachineInfo, MachineLease, RegistryWatch } from './registry';
 import type { UnitRunner, UnitStatus } from './runner/types';
 
 export interface AgentOptions {
-  registry: Registry;
+  /** A `Registry`, or anything else that offers what an agent uses of it. */
+  registry: AgentStore;
   machine: Omit<MachineInfo, 'startedAt' | 'version'>;
   /** Lease TTL in seconds. */
   ttlSeconds: number;

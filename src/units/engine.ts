@@ -7,14 +7,15 @@
 import { EventEmitter } from 'node:events';
 import { FlotillaError } from '../errors';
 import { mapLimit, Signal, sleep } from '../util/async';
-import { ROLLOUT_IN_PROGRESS, type Fence, type Leadership, type Registry, type RegistrySnapshot, type RegistryWatch, type UnitHealth, type UnitState } from './registry';
+import { ROLLOUT_IN_PROGRESS, type EngineStore, type Fence, type Leadership, type RegistrySnapshot, type RegistryWatch, type UnitHealth, type UnitState } from './registry';
 import { planSchedule, type SchedulableJob, type SchedulePlan } from './scheduler';
 import { parseUnitFile, unitNameInfo } from './unit-file';
 import { avoidReason, backoffFor, parseUnitPolicy, shouldReschedule, type UnitPolicy } from './unit-policy';
 import { parseXFleet, type XFleetOptions } from './xfleet';
 
 export interface EngineOptions {
-  registry: Registry;
+  /** A `Registry`, or anything else that offers what the engine uses of it. */
+  registry: EngineStore;
   /** Names this candidate in the leader key (the machine ID). */
   candidateId: string;
   /** TTL of the leader lease: a dead leader is replaced within it. */

@@ -8,7 +8,7 @@
  * The client drives, not the engine: the health command runs where the operator is (it
  * checks the service from outside, as its clients would), a long wait never holds up
  * placement of other units, and the engine stays a reconciler with no workflows. The
- * progress lives in etcd (`Rollout`, registry.ts): the engine gives each copy the content
+ * progress lives in etcd (`Rollout`, registry/rollouts.ts): the engine gives each copy the content
  * the record names for its machine, so an interrupted `update` leaves every copy as it
  * was, and `resume` or `rollback` carries on from the record. A lease-held lock keeps
  * two clients from driving one rollout.
@@ -17,7 +17,7 @@ import { execFile } from 'node:child_process';
 import * as os from 'node:os';
 import { FlotillaError } from '../errors';
 import { sleep } from '../util/async';
-import type { Registry, Rollout, RolloutOptions, UnitState } from './registry';
+import type { Rollout, RolloutOptions, RolloutStore, UnitState } from './registry';
 import { unitNameInfo } from './unit-file';
 
 export const DEFAULT_ROLLOUT_OPTIONS: RolloutOptions = { maxUnavailable: 1, timeoutMs: 60_000, minReadyMs: 1000, rollbackOnFailure: false };
@@ -42,7 +42,7 @@ export interface RolloutOutcome {
 const TERMINAL = new Set(['done', 'rolled-back']);
 
 /** Replaces `name`'s body with `text` and drives the rolling update to its end. */
-export async function updateUnit(registry: Registry, name: string, text: string, options: RolloutOptions, opts: DriveOptions = {}): Promise<RolloutOutcome | undefined> {
+export async function updateUnit(registry: RolloutStore, name: string, text: string, options: RolloutOptions, opts: DriveOptions = {}): Promise<RolloutOutcome | undefined> {
   const started = await registry.beginRollout(name, text, options);
   if (!started) return undefined;
   opts.log?.(`${name}: updating ${started.fromHash.slice(0, 12)} -> ${started.toHash.slice(0, 12)}, ${options.maxUnavailable} at a time`);
@@ -67,7 +67,7 @@ export interface TemplateUpdate {
  * before anything changes (specifiers in [X-Fleet] expand per instance).
  */
 export async function updateTemplate(
-  registry: Registry,
+  registry: RolloutStore,
   template: string,
   text: string,
   options: RolloutOptions,
@@ -107,16 +107,16 @@ export async function updateTemplate(
 }
 
 /** Continues a rollout that was interrupted or stopped by a failure. */
-export async function resumeRollout(registry: Registry, name: string, opts: DriveOptions = {}): Promise<RolloutOutcome> {
+export async function resumeRollout(registry: RolloutStore, name: string, opts: DriveOptions = {}): Promise<RolloutOutcome> {
   return driveRollout(registry, name, opts, 'resume');
 }
 
 /** Puts the old content back on every copy, a batch at a time, and drops the new content. */
-export async function rollBack(registry: Registry, name: string, opts: DriveOptions = {}): Promise<RolloutOutcome> {
+export async function rollBack(registry: RolloutStore, name: string, opts: DriveOptions = {}): Promise<RolloutOutcome> {
   return driveRollout(registry, name, opts, 'rollback');
 }
 
-async function driveRollout(registry: Registry, name: string, opts: DriveOptions, action: 'update' | 'resume' | 'rollback' = 'update'): Promise<RolloutOutcome> {
+async function driveRollout(registry: RolloutStore, name: string, opts: DriveOptions, action: 'update' | 'resume' | 'rollback' = 'update'): Promise<RolloutOutcome> {
   const log = opts.log ?? (() => undefined);
   let r = await registry.getRollout(name);
   if (!r) throw new FlotillaError('not-found', `unit ${name} has no rolling update (start one with flotilla units update FILE)`);
@@ -142,7 +142,7 @@ async function driveRollout(registry: Registry, name: string, opts: DriveOptions
 }
 
 /** The batches of one phase (rolling or rolling-back) until it finishes or fails. */
-async function runBatches(registry: Registry, start: Rollout, log: (line: string) => void, signal: AbortSignal | undefined, locked: () => boolean): Promise<RolloutOutcome> {
+async function runBatches(registry: RolloutStore, start: Rollout, log: (line: string) => void, signal: AbortSignal | undefined, locked: () => boolean): Promise<RolloutOutcome> {
   let r = start;
   const name = r.unit;
   for (;;) {
@@ -209,7 +209,7 @@ interface Readiness {
  * deadline passes. State reports come from a watch, so a brief crash between polls is
  * not missed.
  */
-async function waitReady(registry: Registry, unit: string, hash: string, machines: string[], options: RolloutOptions, signal: AbortSignal | undefined): Promise<Readiness[]> {
+async function waitReady(registry: RolloutStore, unit: string, hash: string, machines: string[], options: RolloutOptions, signal: AbortSignal | undefined): Promise<Readiness[]> {
   const deadline = Date.now() + options.timeoutMs;
   const latest = new Map<string, UnitState>();
   const activeSince = new Map<string, number>();

@@ -4,6 +4,5 @@
  */
 export { Registry } from './registry';
 export { registryPrefix } from '../../config/key-layout';
-export type { Leadership } from './leadership';
-export type { MachineLease } from './leases';
 export * from './model';
+export type { AgentStore, EngineStore, RolloutStore } from './stores';

@@ -11,10 +11,11 @@ import { decodeLeader } from './codec';
 import type { RegistryCore } from './core';
 import { cmp, now, op, rangeKvs, sleep, warn } from './etcd';
 import { KeptLease } from './leases';
-import type { CampaignOptions, Fence, LeaderInfo } from './model';
+import type { CampaignOptions, Fence, LeaderInfo, Leadership } from './model';
 import { ResilientWatch } from './watch';
 
-export class Leadership {
+/** The registry's Leadership: the leader key's fence, the lease under it and a watch on the key. */
+export class EngineLeadership implements Leadership {
   private readonly events = new EventEmitter();
   private state: 'leading' | 'lost' | 'resigned' = 'leading';
   private watch: ResilientWatch | undefined;
@@ -122,7 +123,7 @@ export async function campaign(core: RegistryCore, candidateId: string, opts: Ca
     }
     if (res.succeeded) {
       const kept = new KeptLease(lease, leaseId, ttl, `engine leadership of ${candidateId}`, core);
-      const leadership = new Leadership(candidateId, { key, createRevision: res.header.revision }, kept, core);
+      const leadership = new EngineLeadership(candidateId, { key, createRevision: res.header.revision }, kept, core);
       try {
         await leadership.watchKey(core.k);
       } catch (err) {

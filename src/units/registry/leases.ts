@@ -7,6 +7,7 @@ import type { Lease } from 'etcd3';
 import { FlotillaError } from '../../errors';
 import type { RegistryCore } from './core';
 import { sleep } from './etcd';
+import type { MachineLease } from './model';
 
 /**
  * An etcd lease kept alive in the background. Emits 'lost' once when it can no longer
@@ -88,8 +89,8 @@ export class KeptLease extends EventEmitter {
   }
 }
 
-/** An agent's registration: `machines/<id>` and its unit states live under this lease. */
-export class MachineLease {
+/** The registry's MachineLease: a KeptLease with the machine it registers. */
+export class KeptMachineLease implements MachineLease {
   private readonly events = new EventEmitter();
 
   /** @internal */

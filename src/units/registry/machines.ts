@@ -5,8 +5,8 @@ import { checkRegistryName } from '../../config/key-layout';
 import { decodeMachine } from './codec';
 import type { RegistryCore } from './core';
 import { buf, cmp, op, rangeKvs } from './etcd';
-import { KeptLease, MachineLease } from './leases';
-import type { MachineInfo, RegistryWatch, WatchEvent, WatchOptions } from './model';
+import { KeptLease, KeptMachineLease } from './leases';
+import type { MachineInfo, MachineLease, RegistryWatch, WatchEvent, WatchOptions } from './model';
 import { typedWatch } from './watch';
 
 /**
@@ -52,7 +52,7 @@ export async function registerMachine(core: RegistryCore, info: MachineInfo, ttl
     await kept.revoke().catch(() => undefined);
     throw err;
   }
-  return new MachineLease(info.id, kept);
+  return new KeptMachineLease(info.id, kept);
 }
 
 export async function listMachines(core: RegistryCore): Promise<MachineInfo[]> {

@@ -1,8 +1,10 @@
 /**
  * The registry's model: what it stores (one type per key kind, docs/registry.md "Key
- * layout"), what its watches deliver, and how it is connected. Types only, and the
- * constants that enumerate their values.
+ * layout"), what its watches deliver, the handles it returns (leases, leadership) and
+ * how it is connected. Types only, and the constants that enumerate their values.
  */
+import type { FlotillaError } from '../../errors';
+
 export type DesiredState = 'inactive' | 'loaded' | 'launched';
 export const DESIRED_STATES: readonly DesiredState[] = ['inactive', 'loaded', 'launched'];
 
@@ -157,6 +159,62 @@ export interface Placement {
 export interface Fence {
   readonly key: string;
   readonly createRevision: string;
+}
+
+/** Engine leadership won by `campaign()` (docs/registry.md, "Leadership and fencing"). */
+export interface Leadership {
+  readonly candidateId: string;
+  /** Pass it to every write made as leader. */
+  readonly fence: Fence;
+  readonly leaseId: string;
+  readonly isLeader: boolean;
+  /** Fires once when leadership ends other than by resign(): lease lost, or the leader key deleted or replaced. */
+  on(event: 'lost', listener: (err: FlotillaError) => void): this;
+  /** Gives leadership up: deletes the leader key (if still ours) and revokes the lease. */
+  resign(): Promise<void>;
+}
+
+/** An agent's registration: `machines/<id>` and its unit states live under this lease. */
+export interface MachineLease {
+  readonly machineId: string;
+  readonly leaseId: string;
+  readonly ttlSeconds: number;
+  /** False once lost, revoked or released. */
+  readonly alive: boolean;
+  /** Fires once if the lease can no longer be kept; the agent should stop its units' reporting and register again. */
+  on(event: 'lost', listener: (err: FlotillaError) => void): this;
+  /** Deregisters now: the machine key and its states vanish. */
+  revoke(): Promise<void>;
+  /** Stops keepalives only (as a crash would): everything vanishes after the TTL. */
+  release(): void;
+}
+
+/** The lock that makes one client the driver of a rollout (`lockRollout`). */
+export interface RolloutLock {
+  /** Lets go now (revokes its lease). */
+  release(): Promise<void>;
+  /** False once released or its lease was lost. */
+  readonly alive: boolean;
+}
+
+/** The engine's bulk schedule change (`applySchedule`): removals, then assignments. */
+export interface ScheduleChanges {
+  unassign: ReadonlyArray<{ machineId: string; unit: string }>;
+  assign: ReadonlyArray<{ machineId: string; unit: string; hash: string; reason?: string; desiredState?: 'loaded' | 'launched' }>;
+}
+
+/** The stale changes of an `applySchedule` (unit or machine gone meanwhile): redo them next pass. */
+export interface ScheduleResult {
+  failed: Array<{ machineId: string; unit: string; error: FlotillaError }>;
+}
+
+/** One unit's state as an agent reports it (`reportStates`); the registry adds the time. */
+export interface StateReport {
+  unit: string;
+  hash: string;
+  active: string;
+  sub: string;
+  result?: string;
 }
 
 export interface LeaderInfo {

@@ -19,8 +19,7 @@ import { RegistryCore } from './core';
 import { buf, prefixEnd } from './etcd';
 import * as health from './health';
 import * as leadership from './leadership';
-import { Leadership } from './leadership';
-import type { MachineLease } from './leases';
+import { EngineLeadership } from './leadership';
 import * as machines from './machines';
 import type {
   Assignment,
@@ -29,14 +28,20 @@ import type {
   Fence,
   Job,
   LeaderInfo,
+  Leadership,
   MachineInfo,
+  MachineLease,
   Placement,
   RegistryChange,
   RegistryOptions,
   RegistrySnapshot,
   RegistryWatch,
   Rollout,
+  RolloutLock,
   RolloutOptions,
+  ScheduleChanges,
+  ScheduleResult,
+  StateReport,
   SubmitResult,
   Unit,
   UnitHealth,
@@ -47,11 +52,12 @@ import type {
 import * as placements from './placements';
 import * as rollouts from './rollouts';
 import * as schedule from './schedule';
+import type { AgentStore, EngineStore, RolloutStore } from './stores';
 import * as unitStates from './states';
 import * as units from './units';
 import * as views from './views';
 
-export class Registry {
+export class Registry implements EngineStore, AgentStore, RolloutStore {
   readonly prefix: string;
   readonly endpoints: readonly string[];
   private readonly core: RegistryCore;
@@ -174,14 +180,7 @@ export class Registry {
    * at a time, so only the stale changes fail; they are returned, not thrown. A fence
    * failure throws 'conflict' at once.
    */
-  applySchedule(
-    changes: {
-      unassign: ReadonlyArray<{ machineId: string; unit: string }>;
-      assign: ReadonlyArray<{ machineId: string; unit: string; hash: string; reason?: string; desiredState?: 'loaded' | 'launched' }>;
-    },
-    fence: Fence,
-    opts: { batchSize?: number; concurrency?: number } = {},
-  ): Promise<{ failed: Array<{ machineId: string; unit: string; error: FlotillaError }> }> {
+  applySchedule(changes: ScheduleChanges, fence: Fence, opts: { batchSize?: number; concurrency?: number } = {}): Promise<ScheduleResult> {
     return schedule.applySchedule(this.core, changes, fence, opts);
   }
 
@@ -249,7 +248,7 @@ export class Registry {
    * Takes the lock that makes one client the driver of a unit's rollout, held under a
    * lease: a driver that dies lets it go after `ttlSeconds`. 'conflict' if held.
    */
-  lockRollout(unit: string, driver: string, ttlSeconds = 10): Promise<{ release(): Promise<void>; readonly alive: boolean }> {
+  lockRollout(unit: string, driver: string, ttlSeconds = 10): Promise<RolloutLock> {
     return rollouts.lockRollout(this.core, unit, driver, ttlSeconds);
   }
 
@@ -265,7 +264,7 @@ export class Registry {
   }
 
   /** Reports several units' states in one transaction per 100 (an agent's batch). */
-  reportStates(machineId: string, lease: MachineLease, states: ReadonlyArray<{ unit: string; hash: string; active: string; sub: string; result?: string }>): Promise<void> {
+  reportStates(machineId: string, lease: MachineLease, states: ReadonlyArray<StateReport>): Promise<void> {
     return unitStates.reportStates(this.core, machineId, lease, states);
   }
 
@@ -317,7 +316,7 @@ export class Registry {
     const core = this.core;
     if (core.closed) return;
     // Leaderships first: each also shuts down its own watch and lease.
-    for (const x of core.tracked()) if (x instanceof Leadership) await x.shutdown();
+    for (const x of core.tracked()) if (x instanceof EngineLeadership) await x.shutdown();
     for (const x of core.tracked()) await x.shutdown();
     core.closed = true;
     core.client.close();

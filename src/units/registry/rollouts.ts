@@ -10,7 +10,7 @@ import { decodeJob, decodeRollout, encodeRollout } from './codec';
 import type { RegistryCore } from './core';
 import { cmp, now, op, rangeKvs, text } from './etcd';
 import { KeptLease } from './leases';
-import { ROLLOUT_IN_PROGRESS, type Rollout, type RolloutOptions } from './model';
+import { ROLLOUT_IN_PROGRESS, type Rollout, type RolloutLock, type RolloutOptions } from './model';
 import { collectBody, MAX_UNIT_BYTES } from './units';
 
 export async function getRollout(core: RegistryCore, unit: string): Promise<Rollout | undefined> {
@@ -91,7 +91,7 @@ export async function saveRollout(core: RegistryCore, r: Rollout): Promise<Rollo
  * Takes the lock that makes one client the driver of a unit's rollout, held under a
  * lease: a driver that dies lets it go after `ttlSeconds`. 'conflict' if held.
  */
-export async function lockRollout(core: RegistryCore, unit: string, driver: string, ttlSeconds = 10): Promise<{ release(): Promise<void>; readonly alive: boolean }> {
+export async function lockRollout(core: RegistryCore, unit: string, driver: string, ttlSeconds = 10): Promise<RolloutLock> {
   checkRegistryName('unit name', unit);
   const key = core.k.rolloutLock(unit);
   const lease = core.client.lease(ttlSeconds);

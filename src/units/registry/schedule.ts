@@ -8,7 +8,7 @@ import { checkHash, checkRegistryName, type RegistryKeys } from '../../config/ke
 import { decodeAssignment, Malformed, type Json } from './codec';
 import type { RegistryCore } from './core';
 import { buf, cmp, keyOf, now, op, rangeKvs } from './etcd';
-import type { Assignment, Fence, RegistryWatch, WatchEvent, WatchOptions } from './model';
+import type { Assignment, Fence, RegistryWatch, ScheduleChanges, ScheduleResult, WatchEvent, WatchOptions } from './model';
 import { typedWatch } from './watch';
 
 /**
@@ -63,20 +63,12 @@ export async function unassign(core: RegistryCore, machineId: string, unit: stri
  * at a time, so only the stale changes fail; they are returned, not thrown. A fence
  * failure throws 'conflict' at once.
  */
-export async function applySchedule(
-  core: RegistryCore,
-  changes: {
-    unassign: ReadonlyArray<{ machineId: string; unit: string }>;
-    assign: ReadonlyArray<{ machineId: string; unit: string; hash: string; reason?: string; desiredState?: 'loaded' | 'launched' }>;
-  },
-  fence: Fence,
-  opts: { batchSize?: number; concurrency?: number } = {},
-): Promise<{ failed: Array<{ machineId: string; unit: string; error: FlotillaError }> }> {
+export async function applySchedule(core: RegistryCore, changes: ScheduleChanges, fence: Fence, opts: { batchSize?: number; concurrency?: number } = {}): Promise<ScheduleResult> {
   core.checkFence(fence);
   const k = core.k;
   const batchSize = opts.batchSize ?? 40;
   const concurrency = opts.concurrency ?? 8;
-  const failed: Array<{ machineId: string; unit: string; error: FlotillaError }> = [];
+  const failed: ScheduleResult['failed'] = [];
   const batches = <T>(items: readonly T[]): T[][] => {
     const out: T[][] = [];
     for (let i = 0; i < items.length; i += batchSize) out.push(items.slice(i, i + batchSize));

@@ -5,8 +5,7 @@ import { checkHash, checkRegistryName, type RegistryKeys } from '../../config/ke
 import { decodeState, Malformed, type Json } from './codec';
 import type { RegistryCore } from './core';
 import { cmp, keyOf, now, op } from './etcd';
-import type { MachineLease } from './leases';
-import type { RegistryWatch, UnitState, WatchEvent, WatchOptions } from './model';
+import type { MachineLease, RegistryWatch, StateReport, UnitState, WatchEvent, WatchOptions } from './model';
 import { typedWatch } from './watch';
 
 /** Reports what systemd says of a unit; only while `lease` still holds the machine's registration. */
@@ -26,7 +25,7 @@ export async function reportState(core: RegistryCore, machineId: string, lease: 
 }
 
 /** Reports several units' states in one transaction per 100 (an agent's batch). */
-export async function reportStates(core: RegistryCore, machineId: string, lease: MachineLease, states: ReadonlyArray<{ unit: string; hash: string; active: string; sub: string; result?: string }>): Promise<void> {
+export async function reportStates(core: RegistryCore, machineId: string, lease: MachineLease, states: ReadonlyArray<StateReport>): Promise<void> {
   checkRegistryName('machine ID', machineId);
   if (lease.machineId !== machineId) throw new FlotillaError('internal', `reportStates: lease of machine ${lease.machineId} used for ${machineId}`);
   const at = now();
