@@ -68,7 +68,18 @@ export class Registry implements EngineStore, AgentStore, RolloutStore {
     this.endpoints = core.endpoints;
   }
 
-  /** @internal The etcd3 client. */
+  /**
+   * The etcd3 client this registry is connected with, for modules that keep their own
+   * keys beside the registry's, under its prefix: service discovery
+   * (`listServices(registry.etcd, servicesPrefix(registry.prefix))`, `Announcer.start`).
+   * It stays the registry's: do not close it (`close()` does), and build keys with
+   * src/config/key-layout.ts, never by hand.
+   */
+  get etcd(): Etcd3 {
+    return this.core.client;
+  }
+
+  /** @deprecated Use `etcd` (the same client). Kept while callers move over. */
   get client(): Etcd3 {
     return this.core.client;
   }
