@@ -8,7 +8,7 @@ import { FlotillaError } from '../errors';
 import { commandHelp, parseCommand, type CommandSpec } from './command';
 import { agentAnnounceCommand } from './commands/announce';
 import { fleetdCommand } from './commands/fleetd';
-import { exitCodeFor } from './exit-codes';
+import { EXIT_OK, exitCodeFor } from './exit-codes';
 import { processIO } from './io';
 
 const AGENT_COMMANDS: readonly CommandSpec[] = [fleetdCommand, agentAnnounceCommand];
@@ -18,20 +18,20 @@ async function main(argv: string[]): Promise<number> {
   try {
     if (argv[0] === '--version') {
       processIO.out(`flotilla ${process.env.FLOTILLA_VERSION ?? 'agent'}\n`);
-      return 0;
+      return EXIT_OK;
     }
     if (argv[0] === '--help' || argv[0] === '-h') {
       processIO.out(`flotilla (node agent build): ${ONLY}.\n\n${AGENT_COMMANDS.map((c) => commandHelp(c)).join('\n')}`);
-      return 0;
+      return EXIT_OK;
     }
     const cmd = AGENT_COMMANDS.find((c) => c.name === argv[0]);
     if (!cmd) throw new FlotillaError('usage', `this is the node agent build of flotilla: ${ONLY}`);
     const parsed = parseCommand(cmd, argv.slice(1));
     if (parsed.values.help) {
       processIO.out(commandHelp(cmd));
-      return 0;
+      return EXIT_OK;
     }
-    return (await cmd.run(parsed, processIO)) ?? 0;
+    return (await cmd.run(parsed, processIO)) ?? EXIT_OK;
   } catch (err) {
     processIO.err(`flotilla: ${FlotillaError.is(err) ? err.message : ((err as Error)?.stack ?? String(err))}\n`);
     return exitCodeFor(err);

@@ -1,6 +1,6 @@
 import { FlotillaError } from '../errors';
 import { commandHelp, parseCommand, type CliIO, type CommandSpec } from './command';
-import { exitCodeFor } from './exit-codes';
+import { EXIT_OK, exitCodeFor, exitStatus } from './exit-codes';
 import { commands } from './commands';
 import { processIO } from './io';
 
@@ -38,28 +38,28 @@ export async function runCli(argv: string[], io: CliIO = processIO): Promise<num
   try {
     if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
       io.out(topHelp());
-      return argv.length === 0 ? 2 : 0;
+      return argv.length === 0 ? exitStatus('usage') : EXIT_OK;
     }
     if (argv[0] === '--version') {
       io.out(`flotilla ${require('../../package.json').version}\n`);
-      return 0;
+      return EXIT_OK;
     }
     const found = findCommand(argv);
     if (!found) {
       const group = commands.filter((c) => c.name.startsWith(`${argv[0]} `));
       if (group.length > 0 && (argv.length === 1 || argv[1] === '--help' || argv[1] === '-h')) {
         io.out(`Usage: flotilla ${argv[0]} VERB [options]\n\nVerbs:\n${group.map((c) => `  ${c.name.slice(argv[0]!.length + 1).padEnd(18)}${c.summary}`).join('\n')}\n`);
-        return argv.length === 1 ? 2 : 0;
+        return argv.length === 1 ? exitStatus('usage') : EXIT_OK;
       }
       throw new FlotillaError('usage', `unknown command "${argv.slice(0, group.length ? 2 : 1).join(' ')}"\nRun 'flotilla --help'.`);
     }
     const parsed = parseCommand(found.cmd, found.rest);
     if (parsed.values.help) {
       io.out(commandHelp(found.cmd));
-      return 0;
+      return EXIT_OK;
     }
     const status = await found.cmd.run(parsed, io);
-    return typeof status === 'number' ? status : 0;
+    return typeof status === 'number' ? status : EXIT_OK;
   } catch (err) {
     if (FlotillaError.is(err)) {
       io.err(`flotilla: ${err.message}\n`);

@@ -16,6 +16,7 @@ import { checkName, servicesPrefix } from '../../discovery/keys';
 import { loadFleetdConfig, readTls } from '../../units/fleetd';
 import { Registry } from '../../units/registry';
 import { choiceOpt, intOpt, stringOpt, type CommandSpec, type OptionSpec, type ParsedCommand } from '../command';
+import { EXIT_OK } from '../exit-codes';
 
 /** The node's agent configuration, as rendered (src/config/node-files.ts). */
 export const NODE_CONFIG = '/etc/flotilla/fleetd.json';
@@ -151,7 +152,7 @@ export function makeAnnounceCommand(viaFlags: ConnectFn): CommandSpec {
         const outcome = await Promise.race([stop, announcer.finished.then(() => 'finished')]);
         log(`${outcome}: stopping`);
         await announcer.stop();
-        return 0;
+        return EXIT_OK;
       } finally {
         await conn.close();
       }

@@ -7,6 +7,7 @@ import { formatChaosReport } from '../../chaos/report';
 import { runChaos, timingsFor } from '../../chaos/runner';
 import { downLocal, readRecord, upLocal, type ClusterRecord } from '../../provision/local/up';
 import { choiceOpt, intOpt, stringOpt, type CommandSpec } from '../command';
+import { EXIT_CHECKS_FAILED, EXIT_OK } from '../exit-codes';
 import { CONFIG_FORMATS } from '../../config/spec';
 import { localSpecFromFlags } from './cluster';
 
@@ -66,7 +67,7 @@ export const chaosCommand: CommandSpec = {
       control = await LocalChaosCluster.open(record, `${seed}-${Date.now().toString(36)}`);
       const report = await runChaos({ cluster: record.name, seed, plan, control, observer: control, timings: timingsFor(control.ttlSeconds), log, verbose: p.values.verbose === true });
       io.out(p.values.json ? `${JSON.stringify(report, null, 2)}\n` : formatChaosReport(report));
-      return report.ok ? 0 : 1;
+      return report.ok ? EXIT_OK : EXIT_CHECKS_FAILED;
     } finally {
       await control?.close();
       if (created && !p.values.keep) {

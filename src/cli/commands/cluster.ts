@@ -7,6 +7,7 @@ import { downLocal, listClusters, nodeRunning, readRecord, resolveClusterName, u
 import { defaultLocalSpec } from '../../provision/local/spec-default';
 import { downLibvirt, upLibvirt } from '../../provision/libvirt/up';
 import { choiceOpt, intOpt, stringOpt, type CliIO, type CommandSpec, type ParsedCommand } from '../command';
+import { EXIT_NO_STATUS, EXIT_OK, exitStatus } from '../exit-codes';
 import type { ResolvedSpec } from '../../config/spec';
 import { table } from '../format';
 
@@ -90,7 +91,7 @@ export const clusterCommands: CommandSpec[] = [
         else io.out(`Cluster ${record.name} is healthy after ${((Date.now() - t0) / 1000).toFixed(1)} s.\n\n`);
         io.out(summary(record));
       }
-      return 0;
+      return EXIT_OK;
     },
   },
   {
@@ -105,7 +106,7 @@ export const clusterCommands: CommandSpec[] = [
       if (flag && flag !== platform) throw new FlotillaError('usage', `flotilla down: cluster ${name} runs on ${platform}, not ${flag}`);
       const r = platform === 'libvirt' ? await downLibvirt(name) : await downLocal(name);
       io.out(r.existed ? `Cluster ${name}: stopped ${r.stopped.length} VM${r.stopped.length === 1 ? '' : 's'} (${r.stopped.join(', ') || 'none running'}); removed its files${platform === 'local' ? ' and namespace' : ', volumes and pools'}.\n` : `Cluster ${name}: nothing to remove.\n`);
-      return 0;
+      return EXIT_OK;
     },
   },
   {
@@ -119,7 +120,7 @@ export const clusterCommands: CommandSpec[] = [
         return { name: n, nodes: r.nodes.length, running: up, format: r.format, created: r.createdAt };
       });
       io.out(p.values.json ? `${JSON.stringify(rows, null, 2)}\n` : table(['NAME', 'NODES', 'RUNNING', 'FORMAT', 'CREATED'], rows.map((r) => [r.name, String(r.nodes), String(r.running), r.format, r.created])));
-      return 0;
+      return EXIT_OK;
     },
   },
   {
@@ -151,7 +152,8 @@ export const clusterCommands: CommandSpec[] = [
         io.out(table(['NODE', 'ADDRESS', 'QEMU', 'AGENT'], nodes.map((n) => [n.name, n.address, n.running ? 'running' : 'stopped', machines.some((m) => m.address === n.address) ? 'registered' : '-'])));
         io.out(`\n${healthy ? 'healthy' : 'NOT healthy'}: ${nodes.filter((n) => n.running).length}/${nodes.length} VMs running, ${machines.length} machines registered${registryError ? ` (etcd: ${registryError})` : ''}\n`);
       }
-      return healthy ? 0 : 6;
+      // Not healthy: a VM or its agent (or etcd) failed.
+      return healthy ? EXIT_OK : exitStatus('external');
     },
   },
   {
@@ -173,7 +175,8 @@ export const clusterCommands: CommandSpec[] = [
       ];
       const res = r.netns ? spawnSync('ip', args, { stdio: 'inherit' }) : spawnSync(args[0]!, args.slice(1), { stdio: 'inherit' });
       if (res.error) throw new FlotillaError('missing-tool', `cannot run ip/ssh: ${res.error.message}`);
-      return res.status ?? 1;
+      // ssh's own status: the remote command's, or 255 when ssh failed.
+      return res.status ?? EXIT_NO_STATUS;
     },
   },
 ];

@@ -4,6 +4,7 @@ import { convertLegacy } from '../../config/legacy';
 import { CONFIG_FORMATS } from '../../config/spec';
 import { readTextFile, writeFileAtomic } from '../../util/fs';
 import { choiceOpt, stringOpt, type CommandSpec } from '../command';
+import { EXIT_OK, exitStatus } from '../exit-codes';
 
 export const convertCommand: CommandSpec = {
   name: 'convert',
@@ -34,6 +35,7 @@ export const convertCommand: CommandSpec = {
       for (const [i, line] of summary.entries()) io.err(i < summary.length - 1 ? `warning: ${line}\n` : `${line}\n`);
     }
     if (out && !p.values.json) io.err(`wrote ${out} (${result.format}, ${Buffer.byteLength(result.output)} bytes, ${result.warnings.length} warning${result.warnings.length === 1 ? '' : 's'})\n`);
-    return p.values.strict && result.warnings.length > 0 ? 2 : 0;
+    // --strict: whatever could not be translated makes the input unusable as it is.
+    return p.values.strict && result.warnings.length > 0 ? exitStatus('invalid-input') : EXIT_OK;
   },
 };

@@ -7,6 +7,7 @@ import { endpointUrl, type AnnouncedInstance } from '../../discovery/endpoint';
 import { checkName, servicesPrefix } from '../../discovery/keys';
 import { listServices, watchServices, type ServiceEvent } from '../../discovery/services';
 import type { CommandSpec, CliIO } from '../command';
+import { EXIT_OK } from '../exit-codes';
 import { table } from '../format';
 import { connectDiscovery, discoveryConnectionOptions, makeAnnounceCommand } from './announce';
 import { connectFromArgs } from './units';
@@ -49,7 +50,7 @@ const servicesCommand: CommandSpec = {
         const watch = await watchServices(conn.registry.client, prefix, service, (e) => printEvent(io, json, e), (err) => io.err(`warning: ${err.message}\n`));
         await stop;
         await watch.close();
-        return 0;
+        return EXIT_OK;
       }
       const { instances, problems } = await listServices(conn.registry.client, prefix, service);
       if (json) io.out(`${JSON.stringify({ prefix, instances: instances.map(instanceJson), problems }, null, 2)}\n`);
@@ -59,7 +60,7 @@ const servicesCommand: CommandSpec = {
         if (instances.length) io.out(table(['SERVICE', 'INSTANCE', 'ENDPOINT'], instances.map((i) => [i.service, i.instance, endpointUrl(i)])));
       }
       if (service !== undefined && instances.length === 0) throw new FlotillaError('not-found', `no instance of ${service} is announced under ${prefix}`);
-      return 0;
+      return EXIT_OK;
     } finally {
       await conn.close();
     }

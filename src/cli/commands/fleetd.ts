@@ -1,6 +1,7 @@
 import { FlotillaError } from '../../errors';
 import { loadFleetdConfig, parseMetadataFlag, startFleetd } from '../../units/fleetd';
 import { choiceOpt, intOpt, stringOpt, type CommandSpec } from '../command';
+import { EXIT_OK } from '../exit-codes';
 
 export const fleetdCommand: CommandSpec = {
   name: 'fleetd',
@@ -62,10 +63,10 @@ export const fleetdCommand: CommandSpec = {
       if (abort.signal.aborted) return undefined;
       throw err;
     });
-    if (!fleetd) return 0;
+    if (!fleetd) return EXIT_OK;
     log(`fleetd ${config.machineId} running (endpoints ${config.endpoints.join(',')}, TTL ${config.ttlSeconds} s)`);
     await stopped;
     await fleetd.stop();
-    return 0;
+    return EXIT_OK;
   },
 };

@@ -1,6 +1,7 @@
 import { FlotillaError } from '../../errors';
 import { buildImage, ensureImage, listImages, removeImage, type ImageInfo } from '../../provision/local/image';
 import type { CommandSpec } from '../command';
+import { EXIT_OK } from '../exit-codes';
 import { table } from '../format';
 
 const mb = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MB`;
@@ -20,7 +21,7 @@ export const imageCommands: CommandSpec[] = [
       };
       const image = p.values.force ? await buildImage({}, progress) : await ensureImage({}, progress);
       io.out(p.values.json ? `${JSON.stringify(image, null, 2)}\n` : describeImage(image));
-      return 0;
+      return EXIT_OK;
     },
   },
   {
@@ -30,7 +31,7 @@ export const imageCommands: CommandSpec[] = [
     async run(p, io) {
       const images = listImages();
       io.out(p.values.json ? `${JSON.stringify(images, null, 2)}\n` : table(['IMAGE', 'CREATED', 'DISK', 'KERNEL', 'BUILD'], images.map((i) => [i.id.slice(0, 12), i.createdAt, mb(i.sizes.diskBytes), i.kernelVersion, `${i.buildSeconds.toFixed(0)}s`])));
-      return 0;
+      return EXIT_OK;
     },
   },
   {
@@ -46,7 +47,7 @@ export const imageCommands: CommandSpec[] = [
         removeImage(matches[0]!.id);
         io.out(`removed image ${matches[0]!.id.slice(0, 12)}\n`);
       }
-      return 0;
+      return EXIT_OK;
     },
   },
 ];

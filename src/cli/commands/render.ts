@@ -6,6 +6,7 @@ import { ensureSecrets, readSecrets, writeSecrets } from '../../config/secrets';
 import { CONFIG_FORMATS } from '../../config/spec';
 import { writeFilesAtomic } from '../../util/fs';
 import { choiceOpt, stringOpt, type CommandSpec } from '../command';
+import { EXIT_OK } from '../exit-codes';
 import { table } from '../format';
 
 export const renderCommand: CommandSpec = {
@@ -39,14 +40,14 @@ export const renderCommand: CommandSpec = {
       if (secretsFile) writeSecrets(secretsFile, secrets);
       else io.err('flotilla render: no --secrets FILE given; the host key in this output is not saved anywhere\n');
       io.out(rendered!.userData);
-      return 0;
+      return EXIT_OK;
     }
     const secretsFile = stringOpt(p, 'secrets', 'render');
     const plan = planRender(spec, { outDir, ...(nodes ? { nodes } : {}), ...(format ? { format } : {}), ...(secretsFile ? { secretsFile } : {}), validate: Boolean(p.values.validate) });
     writeFilesAtomic(plan.files);
     if (p.values.json) {
       io.out(`${JSON.stringify({ cluster: spec.name, outDir, nodes: plan.reports }, null, 2)}\n`);
-      return 0;
+      return EXIT_OK;
     }
     io.out(
       table(
@@ -55,6 +56,6 @@ export const renderCommand: CommandSpec = {
       ),
     );
     io.out(`\nWrote ${plan.files.length} files to ${outDir} (secrets.json is mode 0600: it holds the nodes' private host keys).\n`);
-    return 0;
+    return EXIT_OK;
   },
 };

@@ -5,6 +5,7 @@ import { localMachinery } from '../../provision/local/replace-node';
 import { libvirtMachinery } from '../../provision/libvirt/replace-node';
 import { replaceNodes, type ReplaceEvent } from '../../provision/replace';
 import { choiceOpt, intOpt, stringOpt, type CliIO, type CommandSpec } from '../command';
+import { EXIT_OK } from '../exit-codes';
 import { table } from '../format';
 
 function progressPrinter(io: CliIO): (ev: ReplaceEvent) => void {
@@ -72,7 +73,7 @@ export const replaceCommand: CommandSpec = {
     );
     if (p.values.json) {
       io.out(`${JSON.stringify({ cluster: name, order: r.order, replaced: r.replaced, seconds: (Date.now() - t0) / 1000 }, null, 2)}\n`);
-      return 0;
+      return EXIT_OK;
     }
     io.out(`Cluster ${name}: replaced ${r.replaced.length} node${r.replaced.length === 1 ? '' : 's'} in ${((Date.now() - t0) / 1000).toFixed(1)} s (order ${r.order.join(' -> ')}).\n\n`);
     io.out(
@@ -89,6 +90,6 @@ export const replaceCommand: CommandSpec = {
       ),
     );
     io.out('\nHost keys were kept (same node identity); etcd certificates were reused (same name and address).\n');
-    return 0;
+    return EXIT_OK;
   },
 };

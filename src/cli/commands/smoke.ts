@@ -8,6 +8,7 @@ import { FORMATS, formatReport } from '../../verify/report';
 import type { NodeBootTimes } from '../../verify/report/timeline';
 import { runVerify } from '../../verify/verify';
 import { choiceOpt, stringOpt, type CommandSpec } from '../command';
+import { EXIT_CHECKS_FAILED, EXIT_OK } from '../exit-codes';
 import { localSpecFromFlags } from './cluster';
 
 /** The record's per-node milestones (seconds) as the timeline picture wants them (ms). */
@@ -64,7 +65,7 @@ export const smokeCommand: CommandSpec = {
       io.out(text);
       io.err(`smoke: ${report.summary.pass}/${report.summary.total} checks passed\n`);
       ok = report.ok;
-      return ok ? 0 : 1;
+      return ok ? EXIT_OK : EXIT_CHECKS_FAILED;
     } finally {
       if (record) {
         for (const node of record.nodes) {

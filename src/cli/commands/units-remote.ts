@@ -9,6 +9,7 @@ import { findInventory } from '../../verify/inventory';
 import { shq } from '../../verify/ssh';
 import { fleetView } from '../../verify/suites/fleet';
 import { intOpt, stringOpt, type CommandSpec, type OptionSpec, type ParsedCommand } from '../command';
+import { EXIT_OK, EXIT_REMOTE_NO_STATUS, exitStatus } from '../exit-codes';
 
 const options: Record<string, OptionSpec> = {
   inventory: { type: 'string', short: 'i', description: 'inventory file (nodes, SSH keys, etcd) (env FLOTILLA_INVENTORY)', valueName: 'FILE' },
@@ -58,7 +59,8 @@ export const unitsRemoteCommands: CommandSpec[] = [
         const r = await cluster.ssh(node, `journalctl -u ${shq(unit)} -n ${lines} --no-pager`, { sudo: true, timeoutMs: 60_000 });
         io.out(r.stdout);
         if (r.stderr) io.err(r.stderr);
-        return r.code === 0 ? 0 : 6;
+        // journalctl failed on the machine.
+        return r.code === 0 ? EXIT_OK : exitStatus('external');
       } finally {
         await cluster.close();
       }
@@ -81,7 +83,7 @@ export const unitsRemoteCommands: CommandSpec[] = [
           const r = await cluster.ssh(node, command, { timeoutMs: 24 * 3600 * 1000 });
           io.out(r.stdout);
           if (r.stderr) io.err(r.stderr);
-          return r.code ?? 255;
+          return r.code ?? EXIT_REMOTE_NO_STATUS;
         }
         return await cluster.conn(node).interactive({ stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }, command);
       } finally {

@@ -7,6 +7,7 @@ import { DEFAULT_ROLLOUT_OPTIONS, resumeRollout, rollBack, updateTemplate, updat
 import { avoidReason } from '../../units/unit-policy';
 import { connectRecord, readRecord } from '../../provision/local/up';
 import { intOpt, stringOpt, type CommandSpec, type OptionSpec, type ParsedCommand, type CliIO } from '../command';
+import { EXIT_OK, exitStatus } from '../exit-codes';
 import { table } from '../format';
 import { unitNameInfo } from '../../units/unit-file';
 
@@ -93,7 +94,7 @@ function describeRollout(r: Rollout): string {
 /** Prints the outcome; a rollout that did not finish is an error (exit 6) naming where it stands. */
 function finishRollout(io: CliIO, p: ParsedCommand, outcome: RolloutOutcome): number {
   printJsonOr(io, p, outcome.rollout, () => describeRollout(outcome.rollout));
-  if (outcome.ok) return 0;
+  if (outcome.ok) return EXIT_OK;
   throw rolloutFailure(outcome.rollout);
 }
 
@@ -165,7 +166,7 @@ function stateVerb(verb: string, state: 'inactive' | 'loaded' | 'launched', summ
         } else {
           printJsonOr(io, p, names, () => names.map((n) => `Unit ${n} ${state}\n`).join(''));
         }
-        return 0;
+        return EXIT_OK;
       }, io);
     },
   };
@@ -182,7 +183,7 @@ export const unitsCommands: CommandSpec[] = [
       return withClient(p, 'units submit', async (c) => {
         const res = await c.submit(files);
         printJsonOr(io, p, res, () => res.map((r) => `Unit ${r.name} ${r.created ? 'submitted' : 'already submitted (same content)'}\n`).join(''));
-        return 0;
+        return EXIT_OK;
       }, io);
     },
   },
@@ -203,7 +204,7 @@ export const unitsCommands: CommandSpec[] = [
         await c.setState(names, 'launched');
         const rows = await c.waitFor(names, (rows) => names.every((n) => rows.some((r) => r.unit === n && r.active === 'active')), 30_000);
         printJsonOr(io, p, rows, () => rows.map((r) => `Unit ${r.unit} restarted on ${r.machine}\n`).join(''));
-        return 0;
+        return EXIT_OK;
       });
     },
   },
@@ -217,7 +218,8 @@ export const unitsCommands: CommandSpec[] = [
       return withClient(p, 'units destroy', async (c) => {
         const res = await c.destroy(names);
         printJsonOr(io, p, res, () => res.map((r) => `${r.existed ? 'Destroyed' : 'Not found:'} ${r.name}\n`).join(''));
-        return res.every((r) => r.existed) ? 0 : 3;
+        // Every unit is destroyed either way; one that was never submitted is reported as not found.
+        return res.every((r) => r.existed) ? EXIT_OK : exitStatus('not-found');
       });
     },
   },
@@ -230,7 +232,7 @@ export const unitsCommands: CommandSpec[] = [
       const [name] = needArgs(p, 'cat', 'unit name');
       return withClient(p, 'units cat', async (c) => {
         io.out(await c.cat(name!));
-        return 0;
+        return EXIT_OK;
       });
     },
   },
@@ -246,7 +248,7 @@ export const unitsCommands: CommandSpec[] = [
         const missing = names.filter((n) => !rows.some((r) => r.unit === n));
         if (missing.length) throw new FlotillaError('not-found', `not submitted: ${missing.join(', ')}`);
         printJsonOr(io, p, rows, () => rows.map(statusText).join('\n'));
-        return 0;
+        return EXIT_OK;
       });
     },
   },
@@ -263,7 +265,7 @@ export const unitsCommands: CommandSpec[] = [
             rows.map((r) => [r.unit, r.machine ? `${p.values.full ? r.machine : r.machine.slice(0, 8)}...${r.address ? `/${r.address}` : ''}` : '-', r.active, r.sub, r.reason ?? '']),
           ),
         );
-        return 0;
+        return EXIT_OK;
       });
     },
   },
@@ -275,7 +277,7 @@ export const unitsCommands: CommandSpec[] = [
       return withClient(p, 'units list-unit-files', async (c) => {
         const rows = await c.listUnitFiles();
         printJsonOr(io, p, rows, () => table(['UNIT', 'HASH', 'DSTATE', 'STATE', 'TARGET'], rows.map((r) => [r.name, r.hash.slice(0, 7), r.desiredState, r.state, r.target ?? '-'])));
-        return 0;
+        return EXIT_OK;
       });
     },
   },
@@ -298,7 +300,7 @@ export const unitsCommands: CommandSpec[] = [
             ]),
           ),
         );
-        return 0;
+        return EXIT_OK;
       });
     },
   },
@@ -336,12 +338,12 @@ export const unitsCommands: CommandSpec[] = [
             });
             printJsonOr(io, p, t, () => `${t.updated.map((u) => `Unit ${u} updated\n`).join('')}${t.reverted.map((u) => `Unit ${u} put back to its old content\n`).join('')}`);
             if (t.failed) throw rolloutFailure(t.failed.outcome.rollout);
-            return 0;
+            return EXIT_OK;
           }
           const outcome = await updateUnit(c.registry, unit!.name, unit!.text, options, { log: (l) => io.err(`${l}\n`), signal: abort.signal });
           if (!outcome) {
             printJsonOr(io, p, { unit: unit!.name, changed: false }, () => `Unit ${unit!.name} already has this content\n`);
-            return 0;
+            return EXIT_OK;
           }
           return finishRollout(io, p, outcome);
         } finally {
@@ -368,7 +370,7 @@ export const unitsCommands: CommandSpec[] = [
           found.push(r);
         }
         printJsonOr(io, p, found, () => found.map(describeRollout).join('\n'));
-        return 0;
+        return EXIT_OK;
       });
     },
   },
@@ -393,7 +395,7 @@ export const unitsCommands: CommandSpec[] = [
           })
           .join(''),
       );
-      return results.every((r) => r.problems.length === 0 && !(strict && r.warnings.length > 0)) ? 0 : 2;
+      return results.every((r) => r.problems.length === 0 && !(strict && r.warnings.length > 0)) ? EXIT_OK : exitStatus('invalid-input');
     },
   },
 ];

@@ -4,6 +4,7 @@ import { summarizeWarnings } from '../../config/legacy/warnings';
 import { checkUnitFile } from '../../units/client';
 import { readTextFile } from '../../util/fs';
 import type { CommandSpec } from '../command';
+import { EXIT_OK, exitStatus } from '../exit-codes';
 
 export const validateCommand: CommandSpec = {
   name: 'validate',
@@ -29,6 +30,6 @@ export const validateCommand: CommandSpec = {
         for (const [i, line] of summary.entries()) io.out(i < summary.length - 1 ? `  warning: ${line}\n` : `  ${line}\n`);
       }
     }
-    return results.every((r) => r.ok) ? 0 : 2;
+    return results.every((r) => r.ok) ? EXIT_OK : exitStatus('invalid-input');
   },
 };

@@ -6,6 +6,7 @@ import { FORMATS, HumanReporter, formatReport } from '../../verify/report';
 import { parseSuites } from '../../verify/suites';
 import { runVerify } from '../../verify/verify';
 import { choiceOpt, intOpt, stringOpt, type CommandSpec } from '../command';
+import { EXIT_CHECKS_FAILED, EXIT_OK, exitStatus } from '../exit-codes';
 
 registerInventoryProvider('local', localInventoryProvider);
 
@@ -65,7 +66,8 @@ export const verifyCommand: CommandSpec = {
       else io.out(text);
     }
     if (out) io.err(`flotilla verify: ${report.summary.pass}/${report.summary.total} passed${report.ok ? '' : `, ${report.summary.fail} failed, ${report.summary.error} errors`}; ${format} report in ${out}\n`);
-    if (report.connections.length > 0 && report.connections.every((c) => !c.ok)) return 6;
-    return report.ok ? 0 : 1;
+    // No node reached: the cluster's machinery failed, not a check.
+    if (report.connections.length > 0 && report.connections.every((c) => !c.ok)) return exitStatus('external');
+    return report.ok ? EXIT_OK : EXIT_CHECKS_FAILED;
   },
 };
