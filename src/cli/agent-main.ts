@@ -31,7 +31,8 @@ async function main(argv: string[]): Promise<number> {
       processIO.out(commandHelp(cmd));
       return EXIT_OK;
     }
-    return (await cmd.run(parsed, processIO)) ?? EXIT_OK;
+    const run = await cmd.load();
+    return (await run(parsed, processIO)) ?? EXIT_OK;
   } catch (err) {
     processIO.err(`flotilla: ${FlotillaError.is(err) ? err.message : ((err as Error)?.stack ?? String(err))}\n`);
     return exitCodeFor(err);

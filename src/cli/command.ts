@@ -11,7 +11,15 @@ export interface CliIO {
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>[string] & { description: string; valueName?: string };
 
-export interface CommandSpec {
+/** What a command does: returns its exit status (see exit-codes.ts; nothing means EXIT_OK). */
+export type CommandRun = (parsed: ParsedCommand, io: CliIO) => Promise<number | void>;
+
+/**
+ * A command as help and argument parsing see it: plain data. A declaration module
+ * (src/cli/commands/NAME.ts) imports nothing heavier than this file and tiny constant
+ * modules, so that `flotilla --help` and `flotilla NAME --help` load no implementation.
+ */
+export interface CommandDeclaration {
   /** e.g. `render` or `units submit`. */
   name: string;
   summary: string;
@@ -20,7 +28,28 @@ export interface CommandSpec {
   options: Record<string, OptionSpec>;
   /** Extra help text after the option list. */
   details?: string;
+}
+
+export interface CommandSpec extends CommandDeclaration {
+  /**
+   * Loads the implementation (src/cli/commands/NAME.run.ts, with all its imports) on
+   * demand: the CLI calls it only after parsing, and not for --help.
+   */
+  load(): Promise<CommandRun>;
+  /** Loads, then runs: for a caller holding one spec (bench/chaos.ts). */
   run(parsed: ParsedCommand, io: CliIO): Promise<number | void>;
+}
+
+/**
+ * A declaration and how to load its implementation, e.g.
+ * `lazyCommand({ name: 'render', ... }, () => impl().run)` where
+ * `impl = () => require('./render.run') as typeof import('./render.run')`.
+ * (`require`, not `import()`: under tsx's CommonJS hook alone, as bin/flotilla runs,
+ * a dynamic import() goes to Node's ESM resolver, which cannot find a .ts module.)
+ */
+export function lazyCommand(decl: CommandDeclaration, load: () => CommandRun): CommandSpec {
+  const loadRun = async (): Promise<CommandRun> => load();
+  return { ...decl, load: loadRun, run: async (parsed, io) => (await loadRun())(parsed, io) };
 }
 
 export interface ParsedCommand {
@@ -34,7 +63,7 @@ export const helpOption: Record<string, OptionSpec> = {
   help: { type: 'boolean', short: 'h', description: 'show this help' },
 };
 
-export function parseCommand(cmd: CommandSpec, argv: string[]): ParsedCommand {
+export function parseCommand(cmd: CommandDeclaration, argv: string[]): ParsedCommand {
   const dd = argv.indexOf('--');
   const head = dd >= 0 ? argv.slice(0, dd) : argv;
   const rest = dd >= 0 ? argv.slice(dd + 1) : [];
@@ -51,7 +80,7 @@ export function parseCommand(cmd: CommandSpec, argv: string[]): ParsedCommand {
   }
 }
 
-export function commandHelp(cmd: CommandSpec): string {
+export function commandHelp(cmd: CommandDeclaration): string {
   const lines = [`Usage: flotilla ${cmd.name}${Object.keys(cmd.options).length ? ' [options]' : ''}${cmd.args ? ` ${cmd.args}` : ''}`, '', cmd.summary, '', 'Options:'];
   const rows = Object.entries({ ...cmd.options, ...helpOption }).map(([k, v]) => {
     const flag = `${v.short ? `-${v.short}, ` : '    '}--${k}${v.type === 'string' ? ` ${v.valueName ?? 'VALUE'}` : ''}`;

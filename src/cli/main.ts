@@ -58,7 +58,9 @@ export async function runCli(argv: string[], io: CliIO = processIO): Promise<num
       io.out(commandHelp(found.cmd));
       return EXIT_OK;
     }
-    const status = await found.cmd.run(parsed, io);
+    // Only now is the command's implementation (and everything it imports) loaded.
+    const run = await found.cmd.load();
+    const status = await run(parsed, io);
     return typeof status === 'number' ? status : EXIT_OK;
   } catch (err) {
     if (FlotillaError.is(err)) {

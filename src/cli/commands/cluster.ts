@@ -1,182 +1,60 @@
-import { spawnSync } from 'node:child_process';
-import { generateKeyPair } from '../../config/ssh-keys';
-import { FlotillaError } from '../../errors';
-import { loadSpecFile } from '../../config/load';
 import { CONFIG_FORMATS } from '../../config/spec';
-import { downLocal, listClusters, nodeRunning, readRecord, resolveClusterName, upLocal, connectRecord, PHASES, type ClusterRecord, type PhaseEvent } from '../../provision/local/up';
-import { defaultLocalSpec } from '../../provision/local/spec-default';
-import { downLibvirt, upLibvirt } from '../../provision/libvirt/up';
-import { choiceOpt, intOpt, stringOpt, type CliIO, type CommandSpec, type ParsedCommand } from '../command';
-import { EXIT_NO_STATUS, EXIT_OK, exitStatus } from '../exit-codes';
-import type { ResolvedSpec } from '../../config/spec';
-import { table } from '../format';
+import { lazyCommand, type CommandSpec } from '../command';
 
-function fmt(s: number | undefined): string {
-  return s === undefined ? '-' : `${s.toFixed(1)}s`;
-}
-
-function summary(r: ClusterRecord): string {
-  const lines: string[] = [];
-  lines.push(`Cluster ${r.name}: ${r.nodes.length} nodes (${r.format}, ${r.platform === 'libvirt' ? 'libvirt domains, SSH on 127.0.0.1' : `local QEMU, netns ${r.netns}`})`, '');
-  lines.push(
-    table(
-      ['NODE', 'ADDRESS', 'ROLE', 'MACHINE', 'METADATA'],
-      r.nodes.map((n) => [n.name, n.address, n.etcdMember ? 'etcd+fleet' : 'fleet', n.machineId ? `${n.machineId.slice(0, 8)}...` : '-', Object.entries(n.metadata).map(([k, v]) => `${k}=${v}`).join(',') || '-']),
-    ).trimEnd(),
-  );
-  const phases = PHASES.filter((p) => p !== 'image' && p !== 'render');
-  lines.push('', 'Timeline (seconds after launch):');
-  lines.push(table(['NODE', ...phases.map((p) => p.toUpperCase()), 'CPU-S'], r.nodes.map((n) => [n.name, ...phases.map((p) => fmt(r.timeline[n.name]?.[p])), fmt(r.cpuSeconds[n.name])])).trimEnd());
-  lines.push('', 'Next:');
-  lines.push(`  flotilla ssh --name ${r.name} ${r.nodes[0]!.name}                   # log in (pinned host key)`);
-  lines.push(`  flotilla ssh --name ${r.name} ${r.nodes[0]!.name} -- etcdctl member list`);
-  lines.push(`  flotilla units list-machines --cluster ${r.name}                  # etcd reached through an SSH tunnel`);
-  lines.push(`  flotilla units start --cluster ${r.name} examples/units/hello.service`);
-  lines.push(`  On a node, etcdctl needs: ETCDCTL_API=3 ETCDCTL_ENDPOINTS=${r.etcdEndpoints.join(',')}${r.tls ? ' ETCDCTL_CACERT=/etc/flotilla/pki/ca.crt ETCDCTL_CERT=/etc/flotilla/pki/client.crt ETCDCTL_KEY=/etc/flotilla/pki/client.key' : ''}`);
-  lines.push(`  flotilla down --name ${r.name}`);
-  return `${lines.join('\n')}\n`;
-}
-
-function progressPrinter(io: CliIO): (ev: PhaseEvent) => void {
-  return (ev) => {
-    if (ev.state === 'start') io.err(`==> ${ev.phase}\n`);
-    else if (ev.state === 'done') io.err(`    ${ev.phase} done in ${ev.seconds!.toFixed(1)} s${ev.detail ? `: ${ev.detail}` : ''}\n`);
-    else io.err(`    ${ev.detail ?? ''}${ev.seconds !== undefined ? ` (${ev.seconds.toFixed(1)} s)` : ''}\n`);
-  };
-}
-
-/** The spec for `up`/`smoke`: --spec FILE (renamed by --name) or --nodes N generic nodes. */
-export function localSpecFromFlags(p: ParsedCommand, cmd: string, defaultName: string): ResolvedSpec {
-  const specFile = stringOpt(p, 'spec', cmd);
-  const n = intOpt(p, 'nodes', cmd, 1, 9);
-  if (specFile && n !== undefined) throw new FlotillaError('usage', `flotilla ${cmd}: give --spec or --nodes, not both`);
-  const name = stringOpt(p, 'name', cmd);
-  if (specFile) {
-    const spec = loadSpecFile(specFile);
-    return name ? { ...spec, name } : spec;
-  }
-  // A throwaway key passes validation; the only key a generic cluster trusts is its own, added by up.
-  const spec = defaultLocalSpec(name ?? defaultName, n ?? 3, [generateKeyPair().publicKey]);
-  return { ...spec, ssh: { ...spec.ssh, authorizedKeys: [] } };
-}
+/** The implementations, loaded when a command runs. */
+const impl = () => require('./cluster.run') as typeof import('./cluster.run');
 
 const nameOption = { name: { type: 'string' as const, description: 'cluster name (default: the one local cluster)', valueName: 'NAME' } };
-const UP_PLATFORMS = ['local', 'libvirt'] as const;
 const platformOption = { platform: { type: 'string' as const, description: 'local (QEMU processes in a netns) | libvirt (domains on qemu:///system)', valueName: 'PLATFORM' } };
 
 export const clusterCommands: CommandSpec[] = [
-  {
-    name: 'up',
-    summary: 'Build the node image if needed, boot a local QEMU cluster, and wait until it is healthy',
-    options: {
-      spec: { type: 'string', description: 'cluster spec (YAML); default: --nodes N generic nodes', valueName: 'FILE' },
-      nodes: { type: 'string', description: 'number of nodes without a spec (default 3)', valueName: 'N' },
-      name: { type: 'string', description: "cluster name (default: the spec's, or 'local')", valueName: 'NAME' },
-      format: { type: 'string', description: `first-boot format: ${CONFIG_FORMATS.join(' | ')}`, valueName: 'FORMAT' },
-      json: { type: 'boolean', description: 'print the cluster record as JSON' },
-      ...platformOption,
+  lazyCommand(
+    {
+      name: 'up',
+      summary: 'Build the node image if needed, boot a local QEMU cluster, and wait until it is healthy',
+      options: {
+        spec: { type: 'string', description: 'cluster spec (YAML); default: --nodes N generic nodes', valueName: 'FILE' },
+        nodes: { type: 'string', description: 'number of nodes without a spec (default 3)', valueName: 'N' },
+        name: { type: 'string', description: "cluster name (default: the spec's, or 'local')", valueName: 'NAME' },
+        format: { type: 'string', description: `first-boot format: ${CONFIG_FORMATS.join(' | ')}`, valueName: 'FORMAT' },
+        json: { type: 'boolean', description: 'print the cluster record as JSON' },
+        ...platformOption,
+      },
+      details: 'Each phase prints its duration on stderr. Running up on a running cluster changes nothing.',
     },
-    details: 'Each phase prints its duration on stderr. Running up on a running cluster changes nothing.',
-    async run(p, io) {
-      const spec = localSpecFromFlags(p, 'up', 'local');
-      const format = choiceOpt(p, 'format', 'up', CONFIG_FORMATS);
-      const platform = choiceOpt(p, 'platform', 'up', UP_PLATFORMS) ?? (spec.platform === 'libvirt' ? 'libvirt' : 'local');
-      if (spec.platform !== 'local' && spec.platform !== 'libvirt') throw new FlotillaError('usage', `flotilla up: spec platform is ${spec.platform}; up runs local and libvirt clusters (see docs/pulumi.md for ${spec.platform})`);
-      const t0 = Date.now();
-      const up = platform === 'libvirt' ? upLibvirt : upLocal;
-      const { record, already } = await up({ spec: { ...spec, platform }, ...(format ? { format } : {}), progress: progressPrinter(io) });
-      if (p.values.json) io.out(`${JSON.stringify({ ...record, already }, null, 2)}\n`);
-      else {
-        if (already) io.out(`Cluster ${record.name} is already up; nothing changed.\n\n`);
-        else io.out(`Cluster ${record.name} is healthy after ${((Date.now() - t0) / 1000).toFixed(1)} s.\n\n`);
-        io.out(summary(record));
-      }
-      return EXIT_OK;
+    () => impl().up,
+  ),
+  lazyCommand(
+    {
+      name: 'down',
+      summary: "Stop a local cluster's VMs and remove its disks, seeds, namespace and state (safe to repeat)",
+      options: { ...nameOption, ...platformOption },
     },
-  },
-  {
-    name: 'down',
-    summary: "Stop a local cluster's VMs and remove its disks, seeds, namespace and state (safe to repeat)",
-    options: { ...nameOption, ...platformOption },
-    async run(p, io) {
-      const name = stringOpt(p, 'name', 'down') ?? resolveClusterName(undefined);
-      // The record knows; the flag is for what an interrupted libvirt up left without one.
-      const flag = choiceOpt(p, 'platform', 'down', UP_PLATFORMS);
-      const platform = readRecord(name)?.platform ?? flag ?? 'local';
-      if (flag && flag !== platform) throw new FlotillaError('usage', `flotilla down: cluster ${name} runs on ${platform}, not ${flag}`);
-      const r = platform === 'libvirt' ? await downLibvirt(name) : await downLocal(name);
-      io.out(r.existed ? `Cluster ${name}: stopped ${r.stopped.length} VM${r.stopped.length === 1 ? '' : 's'} (${r.stopped.join(', ') || 'none running'}); removed its files${platform === 'local' ? ' and namespace' : ', volumes and pools'}.\n` : `Cluster ${name}: nothing to remove.\n`);
-      return EXIT_OK;
+    () => impl().down,
+  ),
+  lazyCommand(
+    {
+      name: 'ls',
+      summary: 'List local clusters',
+      options: { json: { type: 'boolean', description: 'machine-readable output' } },
     },
-  },
-  {
-    name: 'ls',
-    summary: 'List local clusters',
-    options: { json: { type: 'boolean', description: 'machine-readable output' } },
-    async run(p, io) {
-      const rows = listClusters().map((n) => {
-        const r = readRecord(n)!;
-        const up = r.nodes.filter(nodeRunning).length;
-        return { name: n, nodes: r.nodes.length, running: up, format: r.format, created: r.createdAt };
-      });
-      io.out(p.values.json ? `${JSON.stringify(rows, null, 2)}\n` : table(['NAME', 'NODES', 'RUNNING', 'FORMAT', 'CREATED'], rows.map((r) => [r.name, String(r.nodes), String(r.running), r.format, r.created])));
-      return EXIT_OK;
+    () => impl().ls,
+  ),
+  lazyCommand(
+    {
+      name: 'status',
+      summary: "Show a local cluster's nodes, processes, etcd members and registered machines",
+      options: { ...nameOption, json: { type: 'boolean', description: 'machine-readable output' } },
     },
-  },
-  {
-    name: 'status',
-    summary: "Show a local cluster's nodes, processes, etcd members and registered machines",
-    options: { ...nameOption, json: { type: 'boolean', description: 'machine-readable output' } },
-    async run(p, io) {
-      const name = resolveClusterName(stringOpt(p, 'name', 'status'));
-      const r = readRecord(name);
-      if (!r) throw new FlotillaError('not-found', `no local cluster named ${name}`);
-      const nodes = r.nodes.map((n) => ({ name: n.name, address: n.address, running: nodeRunning(n), consoleLog: n.consoleLog }));
-      let machines: Array<{ id: string; address: string; metadata: Record<string, string> }> = [];
-      let registryError: string | undefined;
-      if (nodes.some((n) => n.running)) {
-        try {
-          const conn = await connectRecord(r);
-          try {
-            machines = await conn.registry.listMachines();
-          } finally {
-            await conn.close();
-          }
-        } catch (err) {
-          registryError = (err as Error).message;
-        }
-      }
-      const healthy = nodes.every((n) => n.running) && machines.length === nodes.length;
-      if (p.values.json) io.out(`${JSON.stringify({ name, healthy, nodes, machines, registryError }, null, 2)}\n`);
-      else {
-        io.out(table(['NODE', 'ADDRESS', 'QEMU', 'AGENT'], nodes.map((n) => [n.name, n.address, n.running ? 'running' : 'stopped', machines.some((m) => m.address === n.address) ? 'registered' : '-'])));
-        io.out(`\n${healthy ? 'healthy' : 'NOT healthy'}: ${nodes.filter((n) => n.running).length}/${nodes.length} VMs running, ${machines.length} machines registered${registryError ? ` (etcd: ${registryError})` : ''}\n`);
-      }
-      // Not healthy: a VM or its agent (or etcd) failed.
-      return healthy ? EXIT_OK : exitStatus('external');
+    () => impl().status,
+  ),
+  lazyCommand(
+    {
+      name: 'ssh',
+      summary: 'Log in to a node of a local cluster with OpenSSH, host key pinned (or run CMD after --)',
+      args: 'NODE [-- CMD...]',
+      options: nameOption,
     },
-  },
-  {
-    name: 'ssh',
-    summary: 'Log in to a node of a local cluster with OpenSSH, host key pinned (or run CMD after --)',
-    args: 'NODE [-- CMD...]',
-    options: nameOption,
-    async run(p) {
-      const name = resolveClusterName(stringOpt(p, 'name', 'ssh'));
-      const r = readRecord(name);
-      if (!r) throw new FlotillaError('not-found', `no local cluster named ${name}`);
-      const nodeName = p.positionals[0];
-      if (!nodeName) throw new FlotillaError('usage', `flotilla ssh: give a node (${r.nodes.map((n) => n.name).join(', ')})`);
-      const node = r.nodes.find((n) => n.name === nodeName);
-      if (!node) throw new FlotillaError('not-found', `cluster ${name} has no node ${nodeName} (nodes: ${r.nodes.map((n) => n.name).join(', ')})`);
-      const args = [
-        ...(r.netns ? ['netns', 'exec', r.netns] : []), 'ssh', '-i', r.sshKeyFile, '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${r.knownHostsFile}`, '-o', 'StrictHostKeyChecking=yes',
-        '-o', 'LogLevel=ERROR', '-p', String(node.sshPort), ...(p.rest.length ? [] : ['-t']), `${r.user}@127.0.0.1`, ...p.rest,
-      ];
-      const res = r.netns ? spawnSync('ip', args, { stdio: 'inherit' }) : spawnSync(args[0]!, args.slice(1), { stdio: 'inherit' });
-      if (res.error) throw new FlotillaError('missing-tool', `cannot run ip/ssh: ${res.error.message}`);
-      // ssh's own status: the remote command's, or 255 when ssh failed.
-      return res.status ?? EXIT_NO_STATUS;
-    },
-  },
+    () => impl().ssh,
+  ),
 ];

@@ -1,72 +1,31 @@
-import { FlotillaError } from '../../errors';
-import { loadFleetdConfig, parseMetadataFlag, startFleetd } from '../../units/fleetd';
-import { choiceOpt, intOpt, stringOpt, type CommandSpec } from '../command';
-import { EXIT_OK } from '../exit-codes';
+import { lazyCommand } from '../command';
 
-export const fleetdCommand: CommandSpec = {
-  name: 'fleetd',
-  summary: 'Run the engine and agent on this node (every node is a candidate engine)',
-  options: {
-    config: { type: 'string', description: 'fleetd.json as rendered into /etc/flotilla (flags override it)', valueName: 'FILE' },
-    endpoints: { type: 'string', description: 'etcd client URLs, comma-separated', valueName: 'URLS' },
-    cluster: { type: 'string', description: 'cluster name (key prefix /flotilla/NAME/)', valueName: 'NAME' },
-    'key-prefix': { type: 'string', description: 'etcd key prefix instead of --cluster', valueName: 'PREFIX' },
-    'machine-id': { type: 'string', description: 'machine ID (default: /etc/machine-id)', valueName: 'ID' },
-    metadata: { type: 'string', description: 'machine metadata k=v,k=v', valueName: 'LIST' },
-    address: { type: 'string', description: 'address others reach this machine at', valueName: 'IP' },
-    runner: { type: 'string', description: 'auto | systemd | process', valueName: 'KIND' },
-    'state-dir': { type: 'string', description: 'where unit logs go', valueName: 'DIR' },
-    ttl: { type: 'string', description: 'machine lease TTL in seconds (default 4)', valueName: 'SECONDS' },
-    'reconcile-interval': { type: 'string', description: "engine's sweep interval in ms (default 2000)", valueName: 'MS' },
-    cpus: { type: 'string', description: 'CPUs this machine offers to units (default: detected)', valueName: 'N' },
-    'memory-mib': { type: 'string', description: 'memory this machine offers to units, MiB (default: detected)', valueName: 'MIB' },
-    'ca-file': { type: 'string', description: 'etcd CA certificate', valueName: 'FILE' },
-    'cert-file': { type: 'string', description: 'etcd client certificate', valueName: 'FILE' },
-    'key-file': { type: 'string', description: 'etcd client key', valueName: 'FILE' },
+/** The implementation, loaded when the command runs. */
+const impl = () => require('./fleetd.run') as typeof import('./fleetd.run');
+
+export const fleetdCommand = lazyCommand(
+  {
+    name: 'fleetd',
+    summary: 'Run the engine and agent on this node (every node is a candidate engine)',
+    options: {
+      config: { type: 'string', description: 'fleetd.json as rendered into /etc/flotilla (flags override it)', valueName: 'FILE' },
+      endpoints: { type: 'string', description: 'etcd client URLs, comma-separated', valueName: 'URLS' },
+      cluster: { type: 'string', description: 'cluster name (key prefix /flotilla/NAME/)', valueName: 'NAME' },
+      'key-prefix': { type: 'string', description: 'etcd key prefix instead of --cluster', valueName: 'PREFIX' },
+      'machine-id': { type: 'string', description: 'machine ID (default: /etc/machine-id)', valueName: 'ID' },
+      metadata: { type: 'string', description: 'machine metadata k=v,k=v', valueName: 'LIST' },
+      address: { type: 'string', description: 'address others reach this machine at', valueName: 'IP' },
+      runner: { type: 'string', description: 'auto | systemd | process', valueName: 'KIND' },
+      'state-dir': { type: 'string', description: 'where unit logs go', valueName: 'DIR' },
+      ttl: { type: 'string', description: 'machine lease TTL in seconds (default 4)', valueName: 'SECONDS' },
+      'reconcile-interval': { type: 'string', description: "engine's sweep interval in ms (default 2000)", valueName: 'MS' },
+      cpus: { type: 'string', description: 'CPUs this machine offers to units (default: detected)', valueName: 'N' },
+      'memory-mib': { type: 'string', description: 'memory this machine offers to units, MiB (default: detected)', valueName: 'MIB' },
+      'ca-file': { type: 'string', description: 'etcd CA certificate', valueName: 'FILE' },
+      'cert-file': { type: 'string', description: 'etcd client certificate', valueName: 'FILE' },
+      'key-file': { type: 'string', description: 'etcd client key', valueName: 'FILE' },
+    },
+    details: 'Stops cleanly on SIGTERM/SIGINT: resigns leadership, stops its units and deregisters.',
   },
-  details: 'Stops cleanly on SIGTERM/SIGINT: resigns leadership, stops its units and deregisters.',
-  async run(p, io) {
-    if (p.positionals.length) throw new FlotillaError('usage', `flotilla fleetd: unexpected argument "${p.positionals[0]}"`);
-    const endpoints = stringOpt(p, 'endpoints', 'fleetd');
-    const metadata = stringOpt(p, 'metadata', 'fleetd');
-    const ca = stringOpt(p, 'ca-file', 'fleetd');
-    const cpus = stringOpt(p, 'cpus', 'fleetd');
-    if (cpus !== undefined && !(Number(cpus) > 0)) throw new FlotillaError('usage', `flotilla fleetd: --cpus must be a positive number (got "${cpus}")`);
-    const memoryMiB = intOpt(p, 'memory-mib', 'fleetd', 1);
-    const overrides: Parameters<typeof loadFleetdConfig>[1] = {
-      ...(endpoints ? { endpoints: endpoints.split(',').map((e) => e.trim()) } : {}),
-      ...(metadata !== undefined ? { metadata: parseMetadataFlag(metadata) } : {}),
-      cluster: stringOpt(p, 'cluster', 'fleetd'),
-      keyPrefix: stringOpt(p, 'key-prefix', 'fleetd'),
-      machineId: stringOpt(p, 'machine-id', 'fleetd'),
-      address: stringOpt(p, 'address', 'fleetd'),
-      runner: choiceOpt(p, 'runner', 'fleetd', ['auto', 'systemd', 'process'] as const),
-      stateDir: stringOpt(p, 'state-dir', 'fleetd'),
-      ttlSeconds: intOpt(p, 'ttl', 'fleetd', 1, 3600),
-      reconcileIntervalMs: intOpt(p, 'reconcile-interval', 'fleetd', 50, 600_000),
-      capacity: { ...(cpus !== undefined ? { cpus: Number(cpus) } : {}), ...(memoryMiB !== undefined ? { memoryMiB } : {}) },
-      ...(ca ? { tls: { ca, ...(stringOpt(p, 'cert-file', 'fleetd') ? { cert: stringOpt(p, 'cert-file', 'fleetd')! } : {}), ...(stringOpt(p, 'key-file', 'fleetd') ? { key: stringOpt(p, 'key-file', 'fleetd')! } : {}) } } : {}),
-    };
-    const config = loadFleetdConfig(stringOpt(p, 'config', 'fleetd'), overrides);
-    const log = (m: string) => io.err(`${new Date().toISOString()} ${m}\n`);
-    const abort = new AbortController();
-    const stopped = new Promise<void>((resolve) => {
-      const done = (sig: string) => {
-        log(`${sig}: stopping`);
-        abort.abort();
-        resolve();
-      };
-      process.once('SIGTERM', () => done('SIGTERM'));
-      process.once('SIGINT', () => done('SIGINT'));
-    });
-    const fleetd = await startFleetd(config, log, { signal: abort.signal }).catch((err: unknown) => {
-      if (abort.signal.aborted) return undefined;
-      throw err;
-    });
-    if (!fleetd) return EXIT_OK;
-    log(`fleetd ${config.machineId} running (endpoints ${config.endpoints.join(',')}, TTL ${config.ttlSeconds} s)`);
-    await stopped;
-    await fleetd.stop();
-    return EXIT_OK;
-  },
-};
+  () => impl().run,
+);

@@ -1,95 +1,29 @@
-import { FlotillaError } from '../../errors';
-import { loadSpecFile } from '../../config/load';
-import { readRecord, resolveClusterName } from '../../provision/local/up';
-import { localMachinery } from '../../provision/local/replace-node';
-import { libvirtMachinery } from '../../provision/libvirt/replace-node';
-import { replaceNodes, type ReplaceEvent } from '../../provision/replace';
-import { choiceOpt, intOpt, stringOpt, type CliIO, type CommandSpec } from '../command';
-import { EXIT_OK } from '../exit-codes';
-import { table } from '../format';
+import { lazyCommand } from '../command';
 
-function progressPrinter(io: CliIO): (ev: ReplaceEvent) => void {
-  return (ev) => {
-    const who = ev.node ? `${ev.node}: ` : '';
-    if (ev.state === 'start') io.err(`==> ${who}${ev.step}\n`);
-    else if (ev.state === 'done') io.err(`    ${who}${ev.step} done in ${ev.seconds!.toFixed(1)} s${ev.detail ? `: ${ev.detail}` : ''}\n`);
-    else io.err(`    ${who}${ev.detail ?? ''}${ev.seconds !== undefined ? ` (${ev.seconds.toFixed(1)} s)` : ''}\n`);
-  };
-}
+/** The implementation, loaded when the command runs. */
+const impl = () => require('./replace.run') as typeof import('./replace.run');
 
-/** Parses --nodes a,b,c: names only, no empties, no repeats. */
-export function parseNodeList(text: string): string[] {
-  const names = text.split(',').map((n) => n.trim());
-  const bad = names.filter((n) => !/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(n));
-  if (bad.length) throw new FlotillaError('usage', `flotilla replace: --nodes: not a node name: ${bad.map((b) => JSON.stringify(b)).join(', ')}`);
-  if (new Set(names).size !== names.length) throw new FlotillaError('usage', 'flotilla replace: --nodes: a node is named twice');
-  return names;
-}
-
-export const replaceCommand: CommandSpec = {
-  name: 'replace',
-  summary: 'Replace nodes of a local cluster one at a time (new config or image), keeping etcd quorum',
-  options: {
-    name: { type: 'string', description: 'cluster name (default: the one local cluster)', valueName: 'NAME' },
-    spec: { type: 'string', description: 'new spec for the replaced nodes (default: the one the cluster was made or last replaced with)', valueName: 'FILE' },
-    nodes: { type: 'string', description: 'nodes to replace, comma-separated', valueName: 'LIST' },
-    all: { type: 'boolean', description: 'replace every node' },
-    image: { type: 'string', description: 'current (each node boots the image it runs now) | rebuild (the image of the current sources, built if needed)', valueName: 'WHICH' },
-    verify: { type: 'boolean', description: 'run the node, etcd and fleet suites of flotilla verify after each node' },
-    'drain-timeout': { type: 'string', description: 'seconds a drain may take before the node is put back (default 180)', valueName: 'S' },
-    json: { type: 'boolean', description: 'print the result as JSON' },
+export const replaceCommand = lazyCommand(
+  {
+    name: 'replace',
+    summary: 'Replace nodes of a local cluster one at a time (new config or image), keeping etcd quorum',
+    options: {
+      name: { type: 'string', description: 'cluster name (default: the one local cluster)', valueName: 'NAME' },
+      spec: { type: 'string', description: 'new spec for the replaced nodes (default: the one the cluster was made or last replaced with)', valueName: 'FILE' },
+      nodes: { type: 'string', description: 'nodes to replace, comma-separated', valueName: 'LIST' },
+      all: { type: 'boolean', description: 'replace every node' },
+      image: { type: 'string', description: 'current (each node boots the image it runs now) | rebuild (the image of the current sources, built if needed)', valueName: 'WHICH' },
+      verify: { type: 'boolean', description: 'run the node, etcd and fleet suites of flotilla verify after each node' },
+      'drain-timeout': { type: 'string', description: 'seconds a drain may take before the node is put back (default 180)', valueName: 'S' },
+      json: { type: 'boolean', description: 'print the result as JSON' },
+    },
+    details: [
+      'Order: nodes without an etcd member, then followers, the etcd leader last (leadership is moved away first).',
+      'Per node: check quorum, drain its agent, move leadership, etcdctl member remove, delete the VM and disk,',
+      'etcdctl member add, boot a fresh VM that joins with initial-cluster-state existing, deliver its PKI,',
+      'wait for etcd and its agent, read back a key written before the run. A failure names the node that is out;',
+      'the same command with --nodes NODE resumes. Exit: 0 done, 4 refused (quorum), 6/7 a node failed.',
+    ].join('\n'),
   },
-  details: [
-    'Order: nodes without an etcd member, then followers, the etcd leader last (leadership is moved away first).',
-    'Per node: check quorum, drain its agent, move leadership, etcdctl member remove, delete the VM and disk,',
-    'etcdctl member add, boot a fresh VM that joins with initial-cluster-state existing, deliver its PKI,',
-    'wait for etcd and its agent, read back a key written before the run. A failure names the node that is out;',
-    'the same command with --nodes NODE resumes. Exit: 0 done, 4 refused (quorum), 6/7 a node failed.',
-  ].join('\n'),
-  async run(p, io) {
-    const cmd = 'replace';
-    if (p.positionals.length) throw new FlotillaError('usage', `flotilla replace: unexpected argument "${p.positionals[0]}"`);
-    const name = resolveClusterName(stringOpt(p, 'name', cmd));
-    const nodesText = stringOpt(p, 'nodes', cmd);
-    if (nodesText !== undefined && p.values.all) throw new FlotillaError('usage', 'flotilla replace: give --nodes or --all, not both');
-    if (nodesText === undefined && !p.values.all) throw new FlotillaError('usage', 'flotilla replace: say which nodes: --nodes node1,node2 or --all');
-    const nodes = nodesText !== undefined ? parseNodeList(nodesText) : undefined;
-    const record = readRecord(name);
-    if (!record) throw new FlotillaError('not-found', `no cluster named ${name} (see 'flotilla ls')`);
-    const specPath = stringOpt(p, 'spec', cmd);
-    const drainSeconds = intOpt(p, 'drain-timeout', cmd, 10, 3600);
-    const t0 = Date.now();
-    const r = await replaceNodes(
-      {
-        name,
-        ...(specPath ? { spec: loadSpecFile(specPath) } : {}),
-        ...(nodes ? { nodes } : {}),
-        image: choiceOpt(p, 'image', cmd, ['current', 'rebuild'] as const) ?? 'current',
-        verify: p.values.verify === true,
-        ...(drainSeconds ? { drainTimeoutMs: drainSeconds * 1000 } : {}),
-        progress: progressPrinter(io),
-      },
-      record.platform === 'libvirt' ? libvirtMachinery : localMachinery,
-    );
-    if (p.values.json) {
-      io.out(`${JSON.stringify({ cluster: name, order: r.order, replaced: r.replaced, seconds: (Date.now() - t0) / 1000 }, null, 2)}\n`);
-      return EXIT_OK;
-    }
-    io.out(`Cluster ${name}: replaced ${r.replaced.length} node${r.replaced.length === 1 ? '' : 's'} in ${((Date.now() - t0) / 1000).toFixed(1)} s (order ${r.order.join(' -> ')}).\n\n`);
-    io.out(
-      table(
-        ['NODE', 'SECONDS', 'ETCD MEMBER', 'MACHINE', 'MOVED UNITS', 'IMAGE'],
-        r.replaced.map((x) => [
-          x.node,
-          x.seconds.toFixed(1),
-          x.oldMemberId || x.newMemberId ? `${x.oldMemberId ?? '-'} -> ${x.newMemberId ?? '-'}` : '-',
-          x.oldMachineId || x.newMachineId ? `${x.oldMachineId?.slice(0, 8) ?? '-'} -> ${x.newMachineId?.slice(0, 8) ?? '-'}` : '-',
-          x.movedUnits.join(',') || '-',
-          x.image.slice(0, 12),
-        ]),
-      ),
-    );
-    io.out('\nHost keys were kept (same node identity); etcd certificates were reused (same name and address).\n');
-    return EXIT_OK;
-  },
-};
+  () => impl().run,
+);

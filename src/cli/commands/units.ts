@@ -1,15 +1,7 @@
-import { FlotillaError, formatProblem, type Problem } from '../../errors';
-import { readTextFile } from '../../util/fs';
-import { UnitsClient, checkUnitFile, checkUnitText, readUnitArgs, type UnitRow } from '../../units/client';
-import { readTls } from '../../units/fleetd';
-import { Registry, type Rollout } from '../../units/registry';
-import { DEFAULT_ROLLOUT_OPTIONS, resumeRollout, rollBack, updateTemplate, updateUnit, type RolloutOutcome } from '../../units/rollout';
-import { avoidReason } from '../../units/unit-policy';
-import { connectRecord, readRecord } from '../../provision/local/up';
-import { intOpt, stringOpt, type CommandSpec, type OptionSpec, type ParsedCommand, type CliIO } from '../command';
-import { EXIT_OK, exitStatus } from '../exit-codes';
-import { table } from '../format';
-import { unitNameInfo } from '../../units/unit-file';
+import { lazyCommand, type CommandSpec, type OptionSpec } from '../command';
+
+/** The implementations, loaded when a command runs. */
+const impl = () => require('./units.run') as typeof import('./units.run');
 
 /** Where the registry is: flags first, then FLOTILLA_* environment variables. */
 const connectionOptions: Record<string, OptionSpec> = {
@@ -21,87 +13,6 @@ const connectionOptions: Record<string, OptionSpec> = {
   'key-file': { type: 'string', description: 'client key (env FLOTILLA_KEY_FILE)', valueName: 'FILE' },
   json: { type: 'boolean', description: 'machine-readable output' },
 };
-
-function opt(p: ParsedCommand, name: string, env: string): string | undefined {
-  return (p.values[name] as string | undefined) ?? (process.env[env] || undefined);
-}
-
-export interface Connection {
-  registry: Registry;
-  close(): Promise<void>;
-}
-
-/**
- * The registry from flags or FLOTILLA_* variables; without endpoints, `--cluster NAME`
- * naming a local cluster connects through an SSH tunnel to one of its etcd members.
- */
-export async function connectFromArgs(p: ParsedCommand, cmd: string): Promise<Connection> {
-  const endpoints = opt(p, 'endpoints', 'FLOTILLA_ENDPOINTS');
-  const cluster = opt(p, 'cluster', 'FLOTILLA_CLUSTER');
-  if (!endpoints) {
-    const record = cluster ? readRecord(cluster) : undefined;
-    if (record) return connectRecord(record);
-    throw new FlotillaError('usage', `flotilla ${cmd}: no etcd endpoints: pass --endpoints or set FLOTILLA_ENDPOINTS${cluster ? ` (no local cluster named ${cluster})` : ', or --cluster NAME of a local cluster'}`);
-  }
-  const prefix = opt(p, 'key-prefix', 'FLOTILLA_KEY_PREFIX');
-  if (!cluster && !prefix) throw new FlotillaError('usage', `flotilla ${cmd}: pass --cluster NAME (or set FLOTILLA_CLUSTER)`);
-  const ca = opt(p, 'ca-file', 'FLOTILLA_CA_FILE');
-  const cert = opt(p, 'cert-file', 'FLOTILLA_CERT_FILE');
-  const key = opt(p, 'key-file', 'FLOTILLA_KEY_FILE');
-  const tls = ca ? readTls({ ca, ...(cert ? { cert } : {}), ...(key ? { key } : {}) }) : undefined;
-  const registry = await Registry.connect({ endpoints: endpoints.split(',').map((e) => e.trim()).filter(Boolean), ...(prefix ? { prefix } : { cluster: cluster! }), ...(tls ? { tls } : {}) });
-  return { registry, close: () => registry.close() };
-}
-
-async function withClient<T>(p: ParsedCommand, cmd: string, fn: (c: UnitsClient) => Promise<T>, io?: CliIO): Promise<T> {
-  const conn = await connectFromArgs(p, cmd);
-  try {
-    const checks = { strict: Boolean(p.values.strict), ...(io ? { onWarning: (w: Problem) => io.err(`warning: ${formatProblem(w)}\n`) } : {}) };
-    return await fn(new UnitsClient(conn.registry, checks));
-  } finally {
-    await conn.close();
-  }
-}
-
-function needArgs(p: ParsedCommand, cmd: string, what: string): string[] {
-  if (p.positionals.length === 0) throw new FlotillaError('usage', `flotilla units ${cmd}: give at least one ${what}`);
-  return p.positionals;
-}
-
-function printJsonOr(io: CliIO, p: ParsedCommand, data: unknown, text: () => string): void {
-  io.out(p.values.json ? `${JSON.stringify(data, null, 2)}\n` : text());
-}
-
-/** Seconds (may be fractional) from a flag, in ms. */
-function secondsOpt(p: ParsedCommand, name: string, cmd: string, fallbackMs: number): number {
-  const v = stringOpt(p, name, cmd);
-  if (v === undefined) return fallbackMs;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new FlotillaError('usage', `flotilla ${cmd}: --${name} must be a number of seconds (got "${v}")`);
-  return Math.round(n * 1000);
-}
-
-function describeRollout(r: Rollout): string {
-  const lines = [
-    `● ${r.unit}: ${r.phase} ${r.fromHash.slice(0, 12)} -> ${r.toHash.slice(0, 12)} (started ${r.startedAt}, updated ${r.updatedAt})`,
-    `   options: ${r.options.maxUnavailable} at a time, timeout ${r.options.timeoutMs / 1000} s, min ready ${r.options.minReadyMs / 1000} s${r.options.healthCmd ? `, health command ${JSON.stringify(r.options.healthCmd)}` : ''}${r.options.rollbackOnFailure ? ', rollback on failure' : ''}`,
-    ...r.steps.map((s) => `   ${s.at}  ${s.machineId}  ${s.hash.slice(0, 12)}  ${s.ok ? 'ready ' : 'FAILED'}  ${s.detail}`),
-    ...(r.error ? [`   error: ${r.error}`] : []),
-  ];
-  return `${lines.join('\n')}\n`;
-}
-
-/** Prints the outcome; a rollout that did not finish is an error (exit 6) naming where it stands. */
-function finishRollout(io: CliIO, p: ParsedCommand, outcome: RolloutOutcome): number {
-  printJsonOr(io, p, outcome.rollout, () => describeRollout(outcome.rollout));
-  if (outcome.ok) return EXIT_OK;
-  throw rolloutFailure(outcome.rollout);
-}
-
-function rolloutFailure(r: Rollout): FlotillaError {
-  const next = r.phase === 'rolled-back' ? 'the old content runs everywhere again' : r.phase === 'failed' ? `fix and run: flotilla units rollout resume ${r.unit} (or rollback)` : '';
-  return new FlotillaError('external', `rolling update of ${r.unit} failed: ${r.error ?? r.phase}; ${next}`);
-}
 
 const strictOption: OptionSpec = { type: 'boolean', description: 'refuse unit files that have warnings, not only errors' };
 
@@ -115,287 +26,143 @@ const rolloutOptions: Record<string, OptionSpec> = {
 };
 
 function rolloutVerb(verb: 'resume' | 'rollback', summary: string): CommandSpec {
-  return {
-    name: `units rollout ${verb}`,
-    summary,
-    args: 'UNIT',
-    options: connectionOptions,
-    async run(p, io) {
-      const [name] = needArgs(p, `rollout ${verb}`, 'unit name');
-      return withClient(p, `units rollout ${verb}`, async (c) => {
-        const drive = verb === 'resume' ? resumeRollout : rollBack;
-        return finishRollout(io, p, await drive(c.registry, name!, { log: (l) => io.err(`${l}\n`) }));
-      });
+  return lazyCommand(
+    {
+      name: `units rollout ${verb}`,
+      summary,
+      args: 'UNIT',
+      options: connectionOptions,
     },
-  };
-}
-
-function statusText(r: UnitRow): string {
-  return [
-    `● ${r.unit}`,
-    `   Desired: ${r.desiredState}`,
-    `   Machine: ${r.machine ? `${r.machine}${r.address ? ` (${r.address})` : ''}` : '-'}`,
-    `    Active: ${r.active} (${r.sub})`,
-    `   Content: ${r.hash.slice(0, 12)}${r.copyHash && r.copyHash !== r.hash ? ` (this copy: ${r.copyHash.slice(0, 12)})` : ''}`,
-    ...(r.rollout ? [`   Rollout: ${r.rollout.phase} ${r.rollout.fromHash.slice(0, 12)} -> ${r.rollout.toHash.slice(0, 12)}`] : []),
-    ...(r.machine ? (r.reason ? [`     Moved: ${r.reason}`] : []) : r.reason ? [`  Not placed: ${r.reason}`] : []),
-    ...r.failures.map((f) => `  Failures: ${avoidReason(f)}`),
-    '',
-  ].join('\n');
+    () => impl().rolloutVerb(verb),
+  );
 }
 
 function stateVerb(verb: string, state: 'inactive' | 'loaded' | 'launched', summary: string): CommandSpec {
-  return {
-    name: `units ${verb}`,
-    summary,
-    args: 'UNIT|FILE...',
-    options: {
-      ...connectionOptions,
-      strict: strictOption,
-      'no-block': { type: 'boolean', description: 'do not wait for the units to reach the state' },
-      'block-attempts': { type: 'string', description: 'seconds to wait for the state (default 30)', valueName: 'SECONDS' },
+  return lazyCommand(
+    {
+      name: `units ${verb}`,
+      summary,
+      args: 'UNIT|FILE...',
+      options: {
+        ...connectionOptions,
+        strict: strictOption,
+        'no-block': { type: 'boolean', description: 'do not wait for the units to reach the state' },
+        'block-attempts': { type: 'string', description: 'seconds to wait for the state (default 30)', valueName: 'SECONDS' },
+      },
     },
-    async run(p, io) {
-      const args = needArgs(p, verb, 'unit name or file');
-      return withClient(p, `units ${verb}`, async (c) => {
-        const names = await c.setState(args, state);
-        if (!p.values['no-block'] && state !== 'inactive') {
-          const timeoutMs = Number(stringOpt(p, 'block-attempts', `units ${verb}`) ?? 30) * 1000;
-          const rows = await c.waitFor(names, (rows) => names.every((n) => rows.some((r) => r.unit === n && r.machine && (state === 'loaded' || r.active === 'active'))), timeoutMs);
-          printJsonOr(io, p, rows, () => rows.map((r) => `Unit ${r.unit} ${state === 'launched' ? 'launched' : 'loaded'} on ${r.machine}${r.address ? `/${r.address}` : ''}\n`).join(''));
-        } else {
-          printJsonOr(io, p, names, () => names.map((n) => `Unit ${n} ${state}\n`).join(''));
-        }
-        return EXIT_OK;
-      }, io);
-    },
-  };
+    () => impl().stateVerb(verb, state),
+  );
 }
 
 export const unitsCommands: CommandSpec[] = [
-  {
-    name: 'units submit',
-    summary: 'Submit unit files to the cluster (checked first; same content again is a no-op)',
-    args: 'FILE...',
-    options: { ...connectionOptions, strict: strictOption },
-    async run(p, io) {
-      const files = needArgs(p, 'submit', 'unit file');
-      return withClient(p, 'units submit', async (c) => {
-        const res = await c.submit(files);
-        printJsonOr(io, p, res, () => res.map((r) => `Unit ${r.name} ${r.created ? 'submitted' : 'already submitted (same content)'}\n`).join(''));
-        return EXIT_OK;
-      }, io);
+  lazyCommand(
+    {
+      name: 'units submit',
+      summary: 'Submit unit files to the cluster (checked first; same content again is a no-op)',
+      args: 'FILE...',
+      options: { ...connectionOptions, strict: strictOption },
     },
-  },
+    () => impl().submit,
+  ),
   stateVerb('load', 'loaded', 'Schedule units onto machines without starting them'),
   stateVerb('start', 'launched', 'Schedule and start units (submitting files first)'),
   stateVerb('stop', 'loaded', 'Stop units, leaving them scheduled'),
   stateVerb('unload', 'inactive', 'Stop units and take them off their machines'),
-  {
-    name: 'units restart',
-    summary: 'Stop, then start units',
-    args: 'UNIT...',
-    options: connectionOptions,
-    async run(p, io) {
-      const names = needArgs(p, 'restart', 'unit name');
-      return withClient(p, 'units restart', async (c) => {
-        await c.setState(names, 'loaded');
-        await c.waitFor(names, (rows) => rows.every((r) => r.active !== 'active'), 30_000);
-        await c.setState(names, 'launched');
-        const rows = await c.waitFor(names, (rows) => names.every((n) => rows.some((r) => r.unit === n && r.active === 'active')), 30_000);
-        printJsonOr(io, p, rows, () => rows.map((r) => `Unit ${r.unit} restarted on ${r.machine}\n`).join(''));
-        return EXIT_OK;
-      });
+  lazyCommand(
+    {
+      name: 'units restart',
+      summary: 'Stop, then start units',
+      args: 'UNIT...',
+      options: connectionOptions,
     },
-  },
-  {
-    name: 'units destroy',
-    summary: 'Stop units and remove them from the cluster',
-    args: 'UNIT...',
-    options: connectionOptions,
-    async run(p, io) {
-      const names = needArgs(p, 'destroy', 'unit name');
-      return withClient(p, 'units destroy', async (c) => {
-        const res = await c.destroy(names);
-        printJsonOr(io, p, res, () => res.map((r) => `${r.existed ? 'Destroyed' : 'Not found:'} ${r.name}\n`).join(''));
-        // Every unit is destroyed either way; one that was never submitted is reported as not found.
-        return res.every((r) => r.existed) ? EXIT_OK : exitStatus('not-found');
-      });
+    () => impl().restart,
+  ),
+  lazyCommand(
+    {
+      name: 'units destroy',
+      summary: 'Stop units and remove them from the cluster',
+      args: 'UNIT...',
+      options: connectionOptions,
     },
-  },
-  {
-    name: 'units cat',
-    summary: "Print a submitted unit's file",
-    args: 'UNIT',
-    options: connectionOptions,
-    async run(p, io) {
-      const [name] = needArgs(p, 'cat', 'unit name');
-      return withClient(p, 'units cat', async (c) => {
-        io.out(await c.cat(name!));
-        return EXIT_OK;
-      });
+    () => impl().destroy,
+  ),
+  lazyCommand(
+    {
+      name: 'units cat',
+      summary: "Print a submitted unit's file",
+      args: 'UNIT',
+      options: connectionOptions,
     },
-  },
-  {
-    name: 'units status',
-    summary: "Show units' desired state, machine, and reported state (or why they are not placed)",
-    args: 'UNIT...',
-    options: connectionOptions,
-    async run(p, io) {
-      const names = needArgs(p, 'status', 'unit name');
-      return withClient(p, 'units status', async (c) => {
-        const rows = (await c.listUnits()).filter((r) => names.includes(r.unit));
-        const missing = names.filter((n) => !rows.some((r) => r.unit === n));
-        if (missing.length) throw new FlotillaError('not-found', `not submitted: ${missing.join(', ')}`);
-        printJsonOr(io, p, rows, () => rows.map(statusText).join('\n'));
-        return EXIT_OK;
-      });
+    () => impl().cat,
+  ),
+  lazyCommand(
+    {
+      name: 'units status',
+      summary: "Show units' desired state, machine, and reported state (or why they are not placed)",
+      args: 'UNIT...',
+      options: connectionOptions,
     },
-  },
-  {
-    name: 'units list-units',
-    summary: 'List units with their machine and state (UNIT MACHINE ACTIVE SUB)',
-    options: { ...connectionOptions, full: { type: 'boolean', short: 'l', description: 'full machine IDs' } },
-    async run(p, io) {
-      return withClient(p, 'units list-units', async (c) => {
-        const rows = await c.listUnits();
-        printJsonOr(io, p, rows, () =>
-          table(
-            ['UNIT', 'MACHINE', 'ACTIVE', 'SUB', 'REASON'],
-            rows.map((r) => [r.unit, r.machine ? `${p.values.full ? r.machine : r.machine.slice(0, 8)}...${r.address ? `/${r.address}` : ''}` : '-', r.active, r.sub, r.reason ?? '']),
-          ),
-        );
-        return EXIT_OK;
-      });
+    () => impl().status,
+  ),
+  lazyCommand(
+    {
+      name: 'units list-units',
+      summary: 'List units with their machine and state (UNIT MACHINE ACTIVE SUB)',
+      options: { ...connectionOptions, full: { type: 'boolean', short: 'l', description: 'full machine IDs' } },
     },
-  },
-  {
-    name: 'units list-unit-files',
-    summary: 'List submitted units (UNIT HASH DSTATE STATE TARGET)',
-    options: connectionOptions,
-    async run(p, io) {
-      return withClient(p, 'units list-unit-files', async (c) => {
-        const rows = await c.listUnitFiles();
-        printJsonOr(io, p, rows, () => table(['UNIT', 'HASH', 'DSTATE', 'STATE', 'TARGET'], rows.map((r) => [r.name, r.hash.slice(0, 7), r.desiredState, r.state, r.target ?? '-'])));
-        return EXIT_OK;
-      });
+    () => impl().listUnits,
+  ),
+  lazyCommand(
+    {
+      name: 'units list-unit-files',
+      summary: 'List submitted units (UNIT HASH DSTATE STATE TARGET)',
+      options: connectionOptions,
     },
-  },
-  {
-    name: 'units list-machines',
-    summary: 'List registered machines (MACHINE IP METADATA)',
-    options: { ...connectionOptions, full: { type: 'boolean', short: 'l', description: 'full machine IDs' } },
-    async run(p, io) {
-      return withClient(p, 'units list-machines', async (c) => {
-        const rows = await c.listMachines();
-        printJsonOr(io, p, rows, () =>
-          table(
-            ['MACHINE', 'IP', 'METADATA', 'CPUS', 'MEMORY'],
-            rows.map((m) => [
-              p.values.full ? m.id : `${m.id.slice(0, 8)}...`,
-              m.address,
-              Object.entries(m.metadata).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v}`).join(',') || '-',
-              String(m.capacity.cpus),
-              `${m.capacity.memoryMiB} MiB`,
-            ]),
-          ),
-        );
-        return EXIT_OK;
-      });
+    () => impl().listUnitFiles,
+  ),
+  lazyCommand(
+    {
+      name: 'units list-machines',
+      summary: 'List registered machines (MACHINE IP METADATA)',
+      options: { ...connectionOptions, full: { type: 'boolean', short: 'l', description: 'full machine IDs' } },
     },
-  },
-  {
-    name: 'units update',
-    summary: "Replace a submitted unit's body and restart its running copies a batch at a time (a rolling update)",
-    args: 'FILE',
-    options: rolloutOptions,
-    details:
-      'Each batch waits until its copies are active with the new content (for --min-ready) and --health-cmd passes. ' +
-      'A failed batch stops the update (or rolls it back with --rollback-on-failure). Progress is kept in etcd: ' +
-      'an interrupted update continues with `units rollout resume UNIT` or is undone with `units rollout rollback UNIT`.',
-    async run(p, io) {
-      const files = needArgs(p, 'update', 'unit file');
-      if (files.length !== 1) throw new FlotillaError('usage', 'flotilla units update: give exactly one unit file');
-      const [unit] = readUnitArgs(files, { onWarning: (w) => io.err(`warning: ${formatProblem(w)}\n`) });
-      const options = {
-        maxUnavailable: intOpt(p, 'max-unavailable', 'units update', 1, 10_000) ?? DEFAULT_ROLLOUT_OPTIONS.maxUnavailable,
-        timeoutMs: secondsOpt(p, 'timeout', 'units update', DEFAULT_ROLLOUT_OPTIONS.timeoutMs),
-        minReadyMs: secondsOpt(p, 'min-ready', 'units update', DEFAULT_ROLLOUT_OPTIONS.minReadyMs),
-        rollbackOnFailure: Boolean(p.values['rollback-on-failure']),
-        ...(stringOpt(p, 'health-cmd', 'units update') ? { healthCmd: stringOpt(p, 'health-cmd', 'units update')! } : {}),
-      };
-      return withClient(p, 'units update', async (c) => {
-        const abort = new AbortController();
-        const onSignal = () => abort.abort();
-        process.once('SIGINT', onSignal);
-        process.once('SIGTERM', onSignal);
-        try {
-          if (unitNameInfo(unit!.name).kind === 'template') {
-            const t = await updateTemplate(c.registry, unit!.name, unit!.text, options, {
-              log: (l) => io.err(`${l}\n`),
-              signal: abort.signal,
-              checkInstance: (name, text) => void checkUnitText(name, text, `${files[0]} (as ${name})`),
-            });
-            printJsonOr(io, p, t, () => `${t.updated.map((u) => `Unit ${u} updated\n`).join('')}${t.reverted.map((u) => `Unit ${u} put back to its old content\n`).join('')}`);
-            if (t.failed) throw rolloutFailure(t.failed.outcome.rollout);
-            return EXIT_OK;
-          }
-          const outcome = await updateUnit(c.registry, unit!.name, unit!.text, options, { log: (l) => io.err(`${l}\n`), signal: abort.signal });
-          if (!outcome) {
-            printJsonOr(io, p, { unit: unit!.name, changed: false }, () => `Unit ${unit!.name} already has this content\n`);
-            return EXIT_OK;
-          }
-          return finishRollout(io, p, outcome);
-        } finally {
-          process.removeListener('SIGINT', onSignal);
-          process.removeListener('SIGTERM', onSignal);
-        }
-      });
+    () => impl().listMachines,
+  ),
+  lazyCommand(
+    {
+      name: 'units update',
+      summary: "Replace a submitted unit's body and restart its running copies a batch at a time (a rolling update)",
+      args: 'FILE',
+      options: rolloutOptions,
+      details:
+        'Each batch waits until its copies are active with the new content (for --min-ready) and --health-cmd passes. ' +
+        'A failed batch stops the update (or rolls it back with --rollback-on-failure). Progress is kept in etcd: ' +
+        'an interrupted update continues with `units rollout resume UNIT` or is undone with `units rollout rollback UNIT`.',
     },
-  },
+    () => impl().update,
+  ),
   rolloutVerb('resume', 'Continue an interrupted or stopped rolling update'),
   rolloutVerb('rollback', 'Put the old content back on every copy, a batch at a time, and drop the new one'),
-  {
-    name: 'units rollout status',
-    summary: "Show a unit's rolling update: phase, contents, and each copy's outcome",
-    args: 'UNIT...',
-    options: connectionOptions,
-    async run(p, io) {
-      const names = needArgs(p, 'rollout status', 'unit name');
-      return withClient(p, 'units rollout status', async (c) => {
-        const found: Rollout[] = [];
-        for (const n of names) {
-          const r = await c.registry.getRollout(n);
-          if (!r) throw new FlotillaError('not-found', `unit ${n} has no rolling update`);
-          found.push(r);
-        }
-        printJsonOr(io, p, found, () => found.map(describeRollout).join('\n'));
-        return EXIT_OK;
-      });
+  lazyCommand(
+    {
+      name: 'units rollout status',
+      summary: "Show a unit's rolling update: phase, contents, and each copy's outcome",
+      args: 'UNIT...',
+      options: connectionOptions,
     },
-  },
-  {
-    name: 'units verify',
-    summary: 'Check unit files locally (syntax, [X-Fleet] options and combinations); no cluster needed',
-    args: 'FILE...',
-    options: { json: { type: 'boolean', description: 'machine-readable output' }, strict: strictOption },
-    details:
-      'Errors make a unit unusable (exit 2). Warnings name what fleet accepted but did not do as the author likely hoped: ' +
-      'an unknown or misplaced option (ignored), ${VAR} in MachineOf=/Conflicts= (matched literally), a deprecated spelling. ' +
-      'Warnings leave the exit status 0 unless --strict.',
-    async run(p, io) {
-      const files = needArgs(p, 'verify', 'unit file');
-      const results = files.map((f) => ({ file: f, ...checkUnitFile(f, readTextFile(f)) }));
-      const strict = Boolean(p.values.strict);
-      printJsonOr(io, p, results, () =>
-        results
-          .map((r) => {
-            const verdict = r.problems.length || (strict && r.warnings.length) ? 'invalid ' : r.warnings.length ? 'warnings' : 'ok      ';
-            return `${verdict} ${r.file}\n${r.problems.map((x) => `  ${formatProblem(x)}\n`).join('')}${r.warnings.map((w) => `  warning: ${formatProblem(w)}\n`).join('')}`;
-          })
-          .join(''),
-      );
-      return results.every((r) => r.problems.length === 0 && !(strict && r.warnings.length > 0)) ? EXIT_OK : exitStatus('invalid-input');
+    () => impl().rolloutStatus,
+  ),
+  lazyCommand(
+    {
+      name: 'units verify',
+      summary: 'Check unit files locally (syntax, [X-Fleet] options and combinations); no cluster needed',
+      args: 'FILE...',
+      options: { json: { type: 'boolean', description: 'machine-readable output' }, strict: strictOption },
+      details:
+        'Errors make a unit unusable (exit 2). Warnings name what fleet accepted but did not do as the author likely hoped: ' +
+        'an unknown or misplaced option (ignored), ${VAR} in MachineOf=/Conflicts= (matched literally), a deprecated spelling. ' +
+        'Warnings leave the exit status 0 unless --strict.',
     },
-  },
+    () => impl().verify,
+  ),
 ];

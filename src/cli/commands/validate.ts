@@ -1,35 +1,17 @@
-import { FlotillaError, formatProblem } from '../../errors';
-import { validateFile } from '../../config/validate-file';
-import { summarizeWarnings } from '../../config/legacy/warnings';
-import { checkUnitFile } from '../../units/client';
-import { readTextFile } from '../../util/fs';
-import type { CommandSpec } from '../command';
-import { EXIT_OK, exitStatus } from '../exit-codes';
+import { lazyCommand } from '../command';
 
-export const validateCommand: CommandSpec = {
-  name: 'validate',
-  summary: 'Check cluster specs, cloud-config, Ignition, network-config and unit files (own checks + real validators)',
-  args: 'FILE...',
-  options: {
-    json: { type: 'boolean', description: 'print results as JSON' },
+/** The implementation, loaded when the command runs. */
+const impl = () => require('./validate.run') as typeof import('./validate.run');
+
+export const validateCommand = lazyCommand(
+  {
+    name: 'validate',
+    summary: 'Check cluster specs, cloud-config, Ignition, network-config and unit files (own checks + real validators)',
+    args: 'FILE...',
+    options: {
+      json: { type: 'boolean', description: 'print results as JSON' },
+    },
+    details: 'The kind of each file is detected from its content. Exit status 2 if any file is invalid.',
   },
-  details: 'The kind of each file is detected from its content. Exit status 2 if any file is invalid.',
-  async run(p, io) {
-    if (p.positionals.length === 0) throw new FlotillaError('usage', 'flotilla validate: give at least one FILE');
-    const results = p.positionals.map((file) => validateFile(file, readTextFile(file), { unitChecker: checkUnitFile }));
-    if (p.values.json) io.out(`${JSON.stringify(results, null, 2)}\n`);
-    else {
-      for (const r of results) {
-        const tools = `${r.kind}; checked by ${r.checks.join(', ')}${r.skipped.length ? `; not installed: ${r.skipped.join(', ')}` : ''}`;
-        if (r.ok) io.out(`ok       ${r.file} (${tools})\n`);
-        else {
-          io.out(`invalid  ${r.file} (${tools})\n`);
-          for (const pr of r.problems) io.out(`  ${formatProblem(pr)}\n`);
-        }
-        const summary = summarizeWarnings(r.warnings);
-        for (const [i, line] of summary.entries()) io.out(i < summary.length - 1 ? `  warning: ${line}\n` : `  ${line}\n`);
-      }
-    }
-    return results.every((r) => r.ok) ? EXIT_OK : exitStatus('invalid-input');
-  },
-};
+  () => impl().run,
+);
