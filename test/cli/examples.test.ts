@@ -1,0 +1,89 @@
+/**
+ * End to end, every example spec boots and verifies: `up` from the spec file as it is (renamed
+ * so as not to meet a user's cluster), then the verification `flotilla verify --cluster NAME`
+ * runs (runVerify on the cluster's inventory: node, etcd, fleet and discovery suites), then
+ * `down` leaves nothing. examples/three-node.yaml is booted and verified by the smoke test
+ * (smoke.test.ts) and not booted twice; the first test here fails when an example is covered by
+ * neither. One cluster at a time (2 cores, TCG): each example's wall time, CPU seconds and the
+ * host's load are printed.
+ */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { loadSpecFile } from '../../src/config/load';
+import { clusterDir } from '../../src/provision/local/cluster';
+import { inventoryFromRecord } from '../../src/provision/local/inventory';
+import { runningPid } from '../../src/provision/local/qemu';
+import { sshConnect, sshExec } from '../../src/provision/local/ssh';
+import { downLocal, sshAuth, upLocal, type ClusterRecord } from '../../src/provision/local/up';
+import { runVerify } from '../../src/verify/verify';
+
+const ROOT = path.join(__dirname, '..', '..');
+const EXAMPLES = path.join(ROOT, 'examples');
+/** Booted here; the rest must be booted by the smoke test. */
+const BOOTED_HERE = ['single-node.yaml', 'five-node-ignition.yaml'];
+const log = (msg: string): void => void process.stderr.write(`# ${msg}\n`);
+const load = (): string => os.loadavg().map((l) => l.toFixed(2)).join(' ');
+
+test('every example spec is booted and verified by the suite (here or in the smoke test)', () => {
+  const smoke = fs.readFileSync(path.join(__dirname, 'smoke.test.ts'), 'utf8');
+  for (const f of fs.readdirSync(EXAMPLES).filter((x) => x.endsWith('.yaml'))) {
+    assert.ok(BOOTED_HERE.includes(f) || new RegExp(`'examples', '${f.replace('.', '\\.')}'`).test(smoke), `examples/${f} is booted by no test`);
+  }
+});
+
+async function bootAndVerify(file: string, name: string, extra?: (record: ClusterRecord) => Promise<void>): Promise<void> {
+  const spec = { ...loadSpecFile(path.join(EXAMPLES, file)), name };
+  await downLocal(name); // a previous run that died mid-way
+  let record: ClusterRecord | undefined;
+  const t0 = Date.now();
+  log(`${file}: up as ${name} (${spec.nodes.length} nodes, ${spec.format}); load ${load()}`);
+  try {
+    ({ record } = await upLocal({ spec, progress: (e) => e.state === 'done' && e.phase !== 'image' && log(`${name}: ${e.phase} done in ${e.seconds!.toFixed(1)} s`) }));
+    const upSeconds = (Date.now() - t0) / 1000;
+    const t1 = Date.now();
+    const { report } = await runVerify({ inventory: inventoryFromRecord(record), spec });
+    const verifySeconds = (Date.now() - t1) / 1000;
+    const cpu = Object.values(record.cpuSeconds);
+    log(
+      `${file}: up ${upSeconds.toFixed(1)} s, verify ${verifySeconds.toFixed(1)} s (${report.summary.pass}/${report.summary.total} passed, ${report.summary.skip} skipped), ` +
+        `total ${((Date.now() - t0) / 1000).toFixed(1)} s; QEMU CPU ${cpu.map((c) => c.toFixed(0)).join('+')} s; load ${load()}`,
+    );
+    const bad = report.results.filter((r) => r.status === 'fail' || r.status === 'error');
+    assert.deepEqual(bad.map((r) => `${r.id}${r.node ? ` (${r.node})` : ''}: ${r.message}`), [], `${file}: failed checks`);
+    assert.equal(report.ok, true);
+    assert.ok(report.connections.every((c) => c.ok), `${file}: every node reached`);
+    assert.equal(record.nodes.length, spec.nodes.length);
+    assert.ok(record.nodes.every((n) => n.machineId), `${file}: every agent registered`);
+    await extra?.(record);
+  } finally {
+    const nodes = record?.nodes ?? [];
+    await downLocal(name);
+    for (const n of nodes) assert.equal(runningPid(n.pidFile), undefined, `${name}/${n.name}: QEMU still running`);
+    assert.equal(fs.existsSync(clusterDir(name)), false);
+    assert.doesNotMatch(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }), new RegExp(`flotilla-${name}\\b`));
+  }
+}
+
+test('examples/single-node.yaml boots and verifies', { timeout: 30 * 60_000 }, async () => {
+  await bootAndVerify('single-node.yaml', 'ex-solo');
+});
+
+test('examples/five-node-ignition.yaml boots and verifies; the workers got the snippet\'s /etc/motd', { timeout: 40 * 60_000 }, async () => {
+  await bootAndVerify('five-node-ignition.yaml', 'ex-fleet5', async (record) => {
+    for (const n of record.nodes) {
+      const c = await sshConnect({ host: '127.0.0.1', port: n.sshPort, ...(record.netns ? { netns: record.netns } : {}) }, n.hostPublicKey, sshAuth(record), 30_000);
+      try {
+        const motd = (await sshExec(c, 'cat /etc/motd')).stdout;
+        if (n.name.startsWith('wrk')) assert.equal(motd, 'Flotilla worker\n', `${n.name}: /etc/motd from the snippet`);
+        else assert.notEqual(motd, 'Flotilla worker\n', `${n.name}: the snippet is for workers only`);
+      } finally {
+        c.end();
+      }
+    }
+    assert.equal(record.nodes.filter((n) => n.etcdMember).length, 3);
+  });
+});
