@@ -105,7 +105,7 @@ export function announceRun(viaFlags: ConnectFn): CommandRun {
         process.once('SIGTERM', () => resolve('SIGTERM'));
         process.once('SIGINT', () => resolve('SIGINT'));
       });
-      const announcer = await Announcer.start(conn.registry.client, {
+      const announcer = await Announcer.start(conn.registry.etcd, {
         prefix: servicesPrefix(conn.registry.prefix),
         service,
         instance,

@@ -37,12 +37,12 @@ export const services: CommandRun = async (p, io) => {
         process.once('SIGTERM', () => resolve());
         process.once('SIGINT', () => resolve());
       });
-      const watch = await watchServices(conn.registry.client, prefix, service, (e) => printEvent(io, json, e), (err) => io.err(`warning: ${err.message}\n`));
+      const watch = await watchServices(conn.registry.etcd, prefix, service, (e) => printEvent(io, json, e), (err) => io.err(`warning: ${err.message}\n`));
       await stop;
       await watch.close();
       return EXIT_OK;
     }
-    const { instances, problems } = await listServices(conn.registry.client, prefix, service);
+    const { instances, problems } = await listServices(conn.registry.etcd, prefix, service);
     if (json) io.out(`${JSON.stringify({ prefix, instances: instances.map(instanceJson), problems }, null, 2)}\n`);
     else {
       for (const m of problems) io.err(`warning: ${m}\n`);
