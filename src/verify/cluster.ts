@@ -13,7 +13,7 @@ import { loadSpecFile } from '../config/load';
 import type { ResolvedSpec } from '../config/spec';
 import { UnitsClient } from '../units/client';
 import { Registry, type RegistryTls } from '../units/registry';
-import { inventoryNode, timeScale, type Inventory, type InventoryNode, type TlsFiles } from './inventory';
+import { inventoryNode, timeScale, type Inventory, type InventoryNode, type TlsFiles } from '../cluster/inventory';
 import { SshPool, type ConnectOptions, type ExecOptions, type ExecResult, type NodeConnection, type Tunnel } from './ssh';
 
 export interface VerifyClusterOptions {

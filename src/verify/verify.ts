@@ -6,11 +6,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ResolvedSpec } from '../config/spec';
+import { FlotillaError } from '../errors';
+import { inventoryFromRecord } from '../provision/local/inventory';
+import type { ClusterRecord } from '../provision/local/up';
 import { Artifacts } from './artifacts';
 import { loadChecksFile, checksFromFile, type CheckFile } from './checks/yaml';
 import { testsToChecks, type ClusterTest } from './checks/api';
 import { VerifyCluster } from './cluster';
-import { timeScale, type Inventory } from './inventory';
+import { timeScale, type Inventory } from '../cluster/inventory';
 import { makeReport, runChecks } from './runner';
 import type { ConnectOptions } from './ssh';
 import { DEFAULT_SUITES, buildSuite, type SuiteName } from './suites';
@@ -91,4 +94,16 @@ export async function runVerify(opts: VerifyOptions): Promise<VerifyRun> {
   } finally {
     if (!opts.cluster) await cluster.close();
   }
+}
+
+/**
+ * The node, etcd and fleet suites after `flotilla replace --verify` replaced `node`: throws
+ * naming the failed checks, else returns what passed (replaceNodes' `verify` hook).
+ */
+export async function verifyReplaced(record: ClusterRecord, node: string): Promise<string> {
+  const names: SuiteName[] = ['node', 'etcd', 'fleet'];
+  const { report } = await runVerify({ inventory: inventoryFromRecord(record), suites: names });
+  const failed = report.results.filter((r) => r.status === 'fail' || r.status === 'error');
+  if (failed.length) throw new FlotillaError('external', `flotilla verify after replacing ${node}: ${failed.length} check${failed.length === 1 ? '' : 's'} failed: ${failed.slice(0, 5).map((r) => `${r.name}${r.node ? ` [${r.node}]` : ''}: ${r.message ?? r.status}`).join('; ')}`);
+  return `verify ${names.join(',')}: ${report.results.length} checks passed`;
 }

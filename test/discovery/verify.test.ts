@@ -9,7 +9,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Etcd3 } from 'etcd3';
-import { resolveInventory } from '../../src/verify/inventory';
+import { resolveInventory } from '../../src/cluster/inventory';
 import { VerifyCluster } from '../../src/verify/cluster';
 import { runChecks } from '../../src/verify/runner';
 import { discoverySuite } from '../../src/verify/suites/discovery';

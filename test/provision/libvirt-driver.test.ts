@@ -32,7 +32,7 @@ import { localInventoryProvider, type LocalInventoryOutputs } from '../../src/pr
 import { renderStack, resolveStackSpec } from '../../src/provision/pulumi/plan';
 import type { ResolvedSpec } from '../../src/config/spec';
 import { ensureLibvirtd, LIBVIRT_URI, libvirtQemuPids, stopLibvirtd, virsh } from '../fixtures/libvirtd';
-import { loadInventoryFile } from '../../src/verify/inventory';
+import { loadInventoryFile } from '../../src/cluster/inventory';
 import { runVerify } from '../../src/verify/verify';
 
 const CLUSTER = `lv${process.pid}`;

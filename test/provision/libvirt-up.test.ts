@@ -27,6 +27,7 @@ import { sshConnect, sshExec } from '../../src/provision/local/ssh';
 import { connectRecord, etcdctlCommand, nodeRunning, readRecord, sshAuth, sshEndpoint, type ClusterRecord, type PhaseEvent } from '../../src/provision/local/up';
 import { cli, cliProcess } from '../helpers/cli';
 import { ensureLibvirtd, libvirtQemuPids, stopLibvirtd, virsh } from '../fixtures/libvirtd';
+import { verifyReplaced } from '../../src/verify/verify';
 
 const NAME = `lvup${process.pid}`;
 const NODES = ['node1', 'node2'];
@@ -195,7 +196,7 @@ describe('flotilla up --platform libvirt (real libvirtd, 2 domains)', { timeout:
     const oldPid = libvirtQemuPids(`${old2.domain}`)[0];
     const oldUuid = virsh('domuuid', old2.domain!).stdout.trim();
     const t0 = Date.now();
-    const r = await replaceNodes({ name: NAME, nodes: ['node2'], verify: true, progress: (e) => e.state === 'done' && e.node && log(`  replace ${e.node} ${e.step} ${e.seconds?.toFixed(1)} s: ${e.detail ?? ''}`) }, libvirtMachinery);
+    const r = await replaceNodes({ name: NAME, nodes: ['node2'], verify: verifyReplaced, progress: (e) => e.state === 'done' && e.node && log(`  replace ${e.node} ${e.step} ${e.seconds?.toFixed(1)} s: ${e.detail ?? ''}`) }, libvirtMachinery);
     log(`replace node2 on libvirt: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     const x = r.replaced[0]!;
     assert.equal(x.node, 'node2');

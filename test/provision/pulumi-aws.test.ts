@@ -21,7 +21,7 @@ import { resolveStackSpec } from '../../src/provision/pulumi/plan';
 import { program } from '../../src/provision/pulumi/program';
 import { generateKeyPair } from '../../src/config/ssh-keys';
 import { PROJECT_ROOT } from '../../src/provision/pulumi/dynamic';
-import { resolveInventory } from '../../src/verify/inventory';
+import { resolveInventory } from '../../src/cluster/inventory';
 import { pyYamlLoad } from '../helpers/pyyaml';
 import { isSecret, keyPairText, promiseOf, startMocks, type MockRecorder, type Registered } from './pulumi-mocks';
 

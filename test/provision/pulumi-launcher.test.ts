@@ -18,7 +18,7 @@ import { after, before, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { generateKeyPair } from '../../src/config/ssh-keys';
 import { PROJECT_ROOT } from '../../src/provision/pulumi/dynamic';
-import { loadInventoryFile } from '../../src/verify/inventory';
+import { loadInventoryFile } from '../../src/cluster/inventory';
 import { pyYamlLoad } from '../helpers/pyyaml';
 import { keyPairText, unwrapSecrets } from './pulumi-mocks';
 

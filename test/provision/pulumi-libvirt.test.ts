@@ -14,7 +14,7 @@ import { clusterLinks, defaultPorts } from '../../src/provision/libvirt/domain-x
 import { generateKeyPair } from '../../src/config/ssh-keys';
 import { PROJECT_ROOT } from '../../src/provision/pulumi/dynamic';
 import { hostKeysProvider } from '../../src/provision/pulumi/host-keys';
-import { resolveInventory } from '../../src/verify/inventory';
+import { resolveInventory } from '../../src/cluster/inventory';
 import { program, type ProgramDeps } from '../../src/provision/pulumi/program';
 import { stackStructure } from '../../src/provision/pulumi/plan';
 import { pyYamlLoad } from '../helpers/pyyaml';

@@ -23,6 +23,7 @@ import { sshConnect, sshExec } from '../../src/provision/local/ssh';
 import { connectRecord, downLocal, etcdctlCommand, readRecord, sshAuth, sshEndpoint, upLocal, type ClusterRecord } from '../../src/provision/local/up';
 import { replaceNodes, type NodeReplacement, type ReplaceEvent } from '../../src/provision/replace';
 import { parseEndpointStatus, parseMemberList } from '../../src/provision/replace-plan';
+import { verifyReplaced } from '../../src/verify/verify';
 
 const NAME = `rp${process.pid}`;
 const NODES = ['node1', 'node2', 'node3'];
@@ -149,7 +150,7 @@ describe('flotilla replace: a follower, then the leader, on a real 3-node local 
     log(`replacing ${target} (${which}; leader ${leader}); units: ${JSON.stringify([...before])}`);
     const events: ReplaceEvent[] = [];
     const t0 = Date.now();
-    const res = await replaceNodes({ name: NAME, nodes: [target], verify: true, timeoutMs: 25 * 60_000, drainTimeoutMs: 10 * 60_000, progress: (e) => {
+    const res = await replaceNodes({ name: NAME, nodes: [target], verify: verifyReplaced, timeoutMs: 25 * 60_000, drainTimeoutMs: 10 * 60_000, progress: (e) => {
       events.push(e);
       if (e.state !== 'start') log(`  ${e.node ?? ''} ${e.step}${e.state === 'done' ? ` ${e.seconds!.toFixed(1)} s` : ''}${e.detail ? `: ${e.detail}` : ''}`);
     } }, localMachinery);

@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { resolveInventory, type Inventory } from '../../src/verify/inventory';
+import { resolveInventory, type Inventory } from '../../src/cluster/inventory';
 import { VerifyCluster } from '../../src/verify/cluster';
 import { runChecks } from '../../src/verify/runner';
 import { etcdSuite } from '../../src/verify/suites/etcd';

@@ -8,6 +8,7 @@ import { replaceNodes, type ReplaceEvent } from '../../provision/replace';
 import { choiceOpt, intOpt, stringOpt, type CliIO, type CommandRun } from '../command';
 import { EXIT_OK } from '../exit-codes';
 import { table } from '../format';
+import { verifyReplaced } from '../../verify/verify';
 
 function progressPrinter(io: CliIO): (ev: ReplaceEvent) => void {
   return (ev) => {
@@ -46,7 +47,7 @@ export const run: CommandRun = async (p, io) => {
       ...(specPath ? { spec: loadSpecFile(specPath) } : {}),
       ...(nodes ? { nodes } : {}),
       image: choiceOpt(p, 'image', cmd, ['current', 'rebuild'] as const) ?? 'current',
-      verify: p.values.verify === true,
+      ...(p.values.verify === true ? { verify: verifyReplaced } : {}),
       ...(drainSeconds ? { drainTimeoutMs: drainSeconds * 1000 } : {}),
       progress: progressPrinter(io),
     },

@@ -5,7 +5,7 @@
  */
 import { FlotillaError } from '../../errors';
 import { VerifyCluster } from '../../verify/cluster';
-import { findInventory } from '../../verify/inventory';
+import { findInventory } from '../../cluster/inventory';
 import { shq } from '../../verify/ssh';
 import { fleetView } from '../../verify/suites/fleet';
 import { intOpt, stringOpt, type CommandRun, type ParsedCommand } from '../command';

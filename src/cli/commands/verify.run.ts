@@ -1,7 +1,7 @@
 /** `flotilla verify`: the implementation, loaded when the command runs (declaration: verify.ts). */
 import { writeFileAtomic } from '../../util/fs';
 import { loadTestModules } from '../../verify/checks/api';
-import { findInventory, registerInventoryProvider } from '../../verify/inventory';
+import { findInventory, registerInventoryProvider } from '../../cluster/inventory';
 import { localInventoryProvider } from '../../provision/local/inventory';
 import { FORMATS, HumanReporter, formatReport } from '../../verify/report';
 import { parseSuites } from '../../verify/suites';

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { PKI } from '../../config/node-files';
 import { servicesPrefix } from '../../config/key-layout';
 import { writeFileAtomic } from '../../util/fs';
-import type { Inventory, Pace } from '../../verify/inventory';
+import type { Inventory, Pace } from '../../cluster/inventory';
 import { readPki } from '../pki';
 import { clusterDir } from './cluster';
 import { readRecord, type ClusterRecord, type NodeRecord } from './up';

@@ -1,6 +1,6 @@
 /**
  * The inventory a stack exports, in the file format `flotilla verify --inventory FILE` reads
- * (src/verify/inventory.ts): every node's SSH endpoint, login user and pinned host key, its
+ * (src/cluster/inventory.ts): every node's SSH endpoint, login user and pinned host key, its
  * cluster address, role, metadata and etcd membership; etcd endpoints reached through a member's
  * SSH connection (neither AWS security groups nor the libvirt cluster L2 let the host dial them);
  * the host-side files: the SSH private key and etcd's CA and client certificate. Plain data,

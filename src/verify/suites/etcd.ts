@@ -11,7 +11,7 @@
  */
 import type { Etcd3 } from 'etcd3';
 import type { VerifyCluster } from '../cluster';
-import { timeScale, type InventoryNode } from '../inventory';
+import { timeScale, type InventoryNode } from '../../cluster/inventory';
 import { shq } from '../ssh';
 import { CheckFailed, CheckSkipped, expect, type Check, type CheckContext } from '../types';
 

@@ -10,7 +10,7 @@ import { checkUnitText } from '../../units/client';
 import type { MachineInfo, Registry, RegistrySnapshot } from '../../units/registry';
 import { conflictsWith, matchesMetadata, type XFleetOptions } from '../../units/xfleet';
 import type { VerifyCluster } from '../cluster';
-import type { InventoryNode } from '../inventory';
+import type { InventoryNode } from '../../cluster/inventory';
 import { CheckFailed, expect, type Check } from '../types';
 
 export interface FleetView {

@@ -8,7 +8,7 @@ import { PATHS, nodeFiles } from '../../config/node-files';
 import type { ResolvedSpec } from '../../config/spec';
 import { nodePkiFiles } from '../../provision/pki';
 import type { VerifyCluster } from '../cluster';
-import type { Inventory, InventoryNode } from '../inventory';
+import type { Inventory, InventoryNode } from '../../cluster/inventory';
 import { shq } from '../ssh';
 import { CheckFailed, CheckSkipped, expect, type Check, type CheckContext } from '../types';
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { PATHS, PKI } from '../../../src/config/node-files';
 import { clusterUsesTls, expectedNodeFiles } from '../../../src/verify/suites/node';
-import type { Inventory, InventoryNode } from '../../../src/verify/inventory';
+import type { Inventory, InventoryNode } from '../../../src/cluster/inventory';
 
 function inventory(scheme: 'http' | 'https', tls: boolean): Inventory {
   const node: InventoryNode = {

@@ -15,7 +15,7 @@ import { PKI } from '../config/node-files';
 import { checkAuthorizedKey } from '../config/ssh-keys';
 import { describe, join, nearest } from '../config/validate';
 import { parseYamlSource } from '../config/yaml-source';
-import { registryPrefix } from '../units/registry';
+import { clusterPrefix, registryPrefix, servicesPrefix } from '../config/key-layout';
 import { readTextFile } from '../util/fs';
 
 export type NodeRole = 'controller' | 'worker';
@@ -363,7 +363,7 @@ export function resolveInventory(input: unknown, opts: ResolveInventoryOptions):
   if (access === 'tunnel' && members.length === 0) c.add('etcd.access', 'tunnel needs etcd member nodes to tunnel through');
 
   // registry, discovery
-  let keyPrefix = DNS_LABEL.test(name) ? registryPrefix(name) : '/flotilla/invalid/';
+  let keyPrefix = DNS_LABEL.test(name) ? registryPrefix(name) : clusterPrefix('invalid');
   if (root.registry !== undefined && c.obj(root.registry, 'registry')) {
     c.keys(root.registry, 'registry', FIELDS.registry);
     const kp = c.str(root.registry, 'keyPrefix', 'registry');
@@ -372,7 +372,7 @@ export function resolveInventory(input: unknown, opts: ResolveInventoryOptions):
       else keyPrefix = kp.endsWith('/') ? kp : `${kp}/`;
     }
   }
-  let discoveryPrefix = `${keyPrefix}services/`;
+  let discoveryPrefix = servicesPrefix(keyPrefix);
   const services: string[] = [];
   if (root.discovery !== undefined && c.obj(root.discovery, 'discovery')) {
     c.keys(root.discovery, 'discovery', FIELDS.discovery);
