@@ -84,10 +84,10 @@ test('a podman unit runs from the local image under the systemd runner, is annou
       // Announced once the sidekick's first probe passes (httpd in the container answers),
       // under the node's address and machine ID (from its fleetd.json).
       const prefix = servicesPrefix(record.keyPrefix);
-      let listing = await listServices(conn.registry.client, prefix, 'web');
+      let listing = await listServices(conn.registry.etcd, prefix, 'web');
       while (listing.instances.length === 0 && Date.now() - t0 < 10 * 60_000) {
         await new Promise((r) => setTimeout(r, 2000));
-        listing = await listServices(conn.registry.client, prefix, 'web');
+        listing = await listServices(conn.registry.etcd, prefix, 'web');
       }
       console.log(`# web announced ${((Date.now() - t0) / 1000).toFixed(1)} s after the sidekick was launched`);
       assert.deepEqual(listing.problems, []);
@@ -108,7 +108,7 @@ test('a podman unit runs from the local image under the systemd runner, is annou
       // Stopped means systemd finished the whole stop sequence, ExecStopPost included: under TCG
       // `deactivating` lasts seconds, and the container was seen listed while it did.
       await units.waitFor(['web.service', 'web-announce.service'], (rs) => rs.every((r) => r.active === 'inactive' || r.active === 'failed'), 10 * 60_000);
-      assert.deepEqual((await listServices(conn.registry.client, prefix, 'web')).instances, []);
+      assert.deepEqual((await listServices(conn.registry.etcd, prefix, 'web')).instances, []);
       const stopped = await sshExec(ssh, 'systemctl show -p ActiveState --value web.service', 60_000);
       assert.match(stopped.stdout.trim(), /^(inactive|failed)$/);
       const after = await sshExec(ssh, "sudo podman ps -a --format '{{.Names}}'", 120_000);

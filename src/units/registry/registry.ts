@@ -79,11 +79,6 @@ export class Registry implements EngineStore, AgentStore, RolloutStore {
     return this.core.client;
   }
 
-  /** @deprecated Use `etcd` (the same client). Kept while callers move over. */
-  get client(): Etcd3 {
-    return this.core.client;
-  }
-
   /** Connects and checks that etcd answers within `dialTimeoutMs`. */
   static async connect(opts: RegistryOptions): Promise<Registry> {
     if (!Array.isArray(opts.endpoints) || opts.endpoints.length === 0) throw new FlotillaError('invalid-input', 'registry: no etcd endpoints given');
