@@ -14,6 +14,7 @@ import { Registry } from '../../units/registry';
 import { choiceOpt, intOpt, stringOpt, type CommandRun, type ParsedCommand } from '../command';
 import { EXIT_OK } from '../exit-codes';
 import { NODE_CONFIG } from './constants';
+import { flagOrEnv, registryFromFlags } from './etcd-flags';
 
 export interface DiscoveryConnection {
   registry: Registry;
@@ -24,23 +25,13 @@ export interface DiscoveryConnection {
 
 export type ConnectFn = (p: ParsedCommand, cmd: string) => Promise<DiscoveryConnection>;
 
-function opt(p: ParsedCommand, name: string, env: string): string | undefined {
-  return (p.values[name] as string | undefined) ?? (process.env[env] || undefined);
-}
+const opt = flagOrEnv;
 
 /** Connection flags (or FLOTILLA_* variables) only: what a node has when fleetd.json is not used. */
 export const connectWithFlags: ConnectFn = async (p, cmd) => {
   const endpoints = opt(p, 'endpoints', 'FLOTILLA_ENDPOINTS');
   if (!endpoints) throw new FlotillaError('usage', `flotilla ${cmd}: no etcd endpoints: pass --endpoints, set FLOTILLA_ENDPOINTS, or run on a node (${NODE_CONFIG})`);
-  const cluster = opt(p, 'cluster', 'FLOTILLA_CLUSTER');
-  const prefix = opt(p, 'key-prefix', 'FLOTILLA_KEY_PREFIX');
-  if (!cluster && !prefix) throw new FlotillaError('usage', `flotilla ${cmd}: pass --cluster NAME (or set FLOTILLA_CLUSTER)`);
-  const ca = opt(p, 'ca-file', 'FLOTILLA_CA_FILE');
-  const cert = opt(p, 'cert-file', 'FLOTILLA_CERT_FILE');
-  const key = opt(p, 'key-file', 'FLOTILLA_KEY_FILE');
-  const tls = ca ? readTls({ ca, ...(cert ? { cert } : {}), ...(key ? { key } : {}) }) : undefined;
-  const registry = await Registry.connect({ endpoints: endpoints.split(',').map((e) => e.trim()).filter(Boolean), ...(prefix ? { prefix } : { cluster: cluster! }), ...(tls ? { tls } : {}) });
-  return { registry, close: () => registry.close() };
+  return registryFromFlags(p, cmd, endpoints);
 };
 
 /**

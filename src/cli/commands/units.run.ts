@@ -5,7 +5,6 @@
 import { FlotillaError, formatProblem, type Problem } from '../../errors';
 import { readTextFile } from '../../util/fs';
 import { UnitsClient, checkUnitFile, checkUnitText, readUnitArgs, type UnitRow } from '../../units/client';
-import { readTls } from '../../units/fleetd';
 import { Registry, type Rollout } from '../../units/registry';
 import { DEFAULT_ROLLOUT_OPTIONS, resumeRollout, rollBack, updateTemplate, updateUnit, type RolloutOutcome } from '../../units/rollout';
 import { avoidReason } from '../../units/unit-policy';
@@ -13,11 +12,10 @@ import { connectRecord, readRecord } from '../../provision/local/up';
 import { intOpt, stringOpt, type CommandRun, type ParsedCommand, type CliIO } from '../command';
 import { EXIT_OK, exitStatus } from '../exit-codes';
 import { table } from '../format';
+import { flagOrEnv, registryFromFlags } from './etcd-flags';
 import { unitNameInfo } from '../../units/unit-file';
 
-function opt(p: ParsedCommand, name: string, env: string): string | undefined {
-  return (p.values[name] as string | undefined) ?? (process.env[env] || undefined);
-}
+const opt = flagOrEnv;
 
 export interface Connection {
   registry: Registry;
@@ -36,14 +34,7 @@ export async function connectFromArgs(p: ParsedCommand, cmd: string): Promise<Co
     if (record) return connectRecord(record);
     throw new FlotillaError('usage', `flotilla ${cmd}: no etcd endpoints: pass --endpoints or set FLOTILLA_ENDPOINTS${cluster ? ` (no local cluster named ${cluster})` : ', or --cluster NAME of a local cluster'}`);
   }
-  const prefix = opt(p, 'key-prefix', 'FLOTILLA_KEY_PREFIX');
-  if (!cluster && !prefix) throw new FlotillaError('usage', `flotilla ${cmd}: pass --cluster NAME (or set FLOTILLA_CLUSTER)`);
-  const ca = opt(p, 'ca-file', 'FLOTILLA_CA_FILE');
-  const cert = opt(p, 'cert-file', 'FLOTILLA_CERT_FILE');
-  const key = opt(p, 'key-file', 'FLOTILLA_KEY_FILE');
-  const tls = ca ? readTls({ ca, ...(cert ? { cert } : {}), ...(key ? { key } : {}) }) : undefined;
-  const registry = await Registry.connect({ endpoints: endpoints.split(',').map((e) => e.trim()).filter(Boolean), ...(prefix ? { prefix } : { cluster: cluster! }), ...(tls ? { tls } : {}) });
-  return { registry, close: () => registry.close() };
+  return registryFromFlags(p, cmd, endpoints);
 }
 
 async function withClient<T>(p: ParsedCommand, cmd: string, fn: (c: UnitsClient) => Promise<T>, io?: CliIO): Promise<T> {
