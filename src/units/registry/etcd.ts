@@ -39,7 +39,6 @@ export function rangeKvs(res: ITxnResponse, i: number): IKeyValue[] {
 }
 
 export const now = (): string => new Date().toISOString();
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export function warn(err: Error): void {
   process.emitWarning(err.message, { code: 'FLOTILLA_REGISTRY' });

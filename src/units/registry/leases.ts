@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import type { Lease } from 'etcd3';
 import { FlotillaError } from '../../errors';
 import type { RegistryCore } from './core';
-import { sleep } from './etcd';
+import { sleep } from '../../util/async';
 import type { MachineLease } from './model';
 
 /**

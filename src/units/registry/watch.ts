@@ -8,7 +8,8 @@ import type { IKeyValue, IWatchResponse, Watcher } from 'etcd3';
 import { FlotillaError } from '../../errors';
 import type { Json } from './codec';
 import type { RegistryCore } from './core';
-import { buf, keyOf, prefixEnd, sleep, warn } from './etcd';
+import { buf, keyOf, prefixEnd, warn } from './etcd';
+import { sleep } from '../../util/async';
 import type { RegistryWatch, WatchEvent, WatchOptions } from './model';
 
 export interface RawHandlers {
