@@ -6,7 +6,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FlotillaError, throwIfProblems, type Problem } from '../errors';
 import { readTextFile } from '../util/fs';
-import { ROLLOUT_IN_PROGRESS, type DesiredState, type Job, type MachineInfo, type Placement, type Registry, type RolloutPhase, type UnitHealth, type UnitState } from './registry';
+// The model alone: importing the registry's index would load etcd3 and gRPC for `validate` and `units verify`.
+import { ROLLOUT_IN_PROGRESS, type DesiredState, type Job, type MachineInfo, type Placement, type RolloutPhase, type UnitHealth, type UnitState } from './registry/model';
+import type { Registry } from './registry';
 import { parseUnitFile, unitNameInfo, unitNameProblem, type UnitFile } from './unit-file';
 import { avoidReason, checkUnitPolicy, type UnitPolicy } from './unit-policy';
 import { checkMachineOfCycles, checkXFleet, instantiate, TEMPLATE_CHECK_INSTANCE, type XFleetOptions } from './xfleet';
