@@ -385,7 +385,8 @@ const corruptedDocArb: fc.Arbitrary<string> = fc
       if (members.length === 0) break;
       const p = members[e.pick % members.length]!;
       const target = e.add ? resolvePath(doc, p).value : resolvePath(doc, parentPath(p)).value;
-      if (typeof target !== 'object' || target === null) continue;
+      // A Uint8Array is a `!!binary` scalar here, not a mapping to add members to.
+      if (typeof target !== 'object' || target === null || target instanceof Uint8Array) continue;
       const key = e.add ? e.key : splitPath(p).pop()!;
       // defineProperty, so that a `__proto__` key is written out as a key like any other.
       Object.defineProperty(target, key, { value: e.value, enumerable: true, writable: true, configurable: true });
