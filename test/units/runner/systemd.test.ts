@@ -9,10 +9,10 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { FlotillaError } from '../../src/errors';
-import { createUnitRunner } from '../../src/units/runner';
-import { detectRunner, parseSystemctlShow, SystemdRunner, type ExecResult } from '../../src/units/runner/systemd';
-import type { UnitStatus } from '../../src/units/runner/types';
+import { FlotillaError } from '../../../src/errors';
+import { createUnitRunner } from '../../../src/units/runner';
+import { detectRunner, parseSystemctlShow, SystemdRunner, type ExecResult } from '../../../src/units/runner/systemd';
+import type { UnitStatus } from '../../../src/units/runner/types';
 
 /** A stand-in systemctl over a unit directory: start/stop/show/reset-failed/daemon-reload. */
 class SystemctlStandIn {
