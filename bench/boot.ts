@@ -18,9 +18,9 @@ import { renderCluster } from '../src/config/render';
 import { ensureSecrets } from '../src/config/secrets';
 import type { ConfigFormat } from '../src/config/spec';
 import { probeAccelerator } from '../src/provision/local/accel';
-import { consoleMarkers, destroyCluster, nodeCpuSeconds, startCluster, waitNodeSsh, type LocalCluster, type LocalNode } from '../src/provision/local/cluster';
+import { consoleMarkers, destroyCluster, nodeCpuSeconds, localNodeTarget, startCluster, waitNodeSsh, type LocalCluster, type LocalNode, type LoginKey } from '../src/provision/local/cluster';
 import { ensureImage } from '../src/provision/local/image';
-import { sshConnect, sshExec, type SshAuth } from '../src/provision/local/ssh';
+import { NodeConnection } from '../src/ssh';
 
 const { values } = parseArgs({
   options: {
@@ -56,42 +56,40 @@ interface NodeResult {
 }
 
 /** Waits in the guest (one SSH session, no repeated handshakes) for first-boot configuration to finish. */
-async function waitDone(cluster: LocalCluster, node: LocalNode, auth: SshAuth): Promise<{ done: number; cpu?: number; status: string; analyze?: string }> {
-  const client = await sshConnect({ host: '127.0.0.1', port: node.sshPort, netns: cluster.netns }, node.hostPublicKey, auth);
+async function waitDone(cluster: LocalCluster, node: LocalNode, auth: LoginKey): Promise<{ done: number; cpu?: number; status: string; analyze?: string }> {
+  const client = new NodeConnection(localNodeTarget(cluster, node, auth));
   try {
     const flag = format === 'ignition' ? '/var/lib/flotilla/ignition.done' : '/var/lib/cloud/instance/boot-finished /run/cloud-init/result.json';
-    const wait = await sshExec(client, `for f in ${flag}; do while [ ! -e $f ]; do sleep 0.2; done; done`, TIMEOUT_MS);
+    const wait = await client.exec(`for f in ${flag}; do while [ ! -e $f ]; do sleep 0.2; done; done`, { timeoutMs: TIMEOUT_MS });
     const done = (Date.now() - node.launchedAt) / 1000;
     const cpu = nodeCpuSeconds(node);
     if (wait.code !== 0) throw new Error(`${node.name}: waiting for ${flag} failed: ${wait.stderr}`);
     let status = 'ignition applied';
     if (format === 'cloud-config') {
-      const st = await sshExec(client, 'cloud-init status --long', 120_000);
+      const st = await client.exec('cloud-init status --long', { timeoutMs: 120_000 });
       status = st.stdout.trim().split('\n').find((l) => l.startsWith('status:')) ?? st.stdout.trim();
       if (!/status: done/.test(status)) status += ` (exit ${st.code}) ${st.stdout.trim().replace(/\n/g, ' | ')}`;
     }
     let analyze: string | undefined;
     if (values.analyze) {
-      const a = await sshExec(
-        client,
-        [
+      const a = await client.exec([
           'systemd-analyze time',
           // Guest CPU: total, PID 1 (with generators), services; then the costliest services.
           `echo "guest cpu (s): total $(awk '/^cpu /{printf "%.1f", ($2+$3+$4+$7+$8)/100}' /proc/stat), pid1 $(awk '/usage_usec/{printf "%.1f", $2/1e6}' /sys/fs/cgroup/init.scope/cpu.stat), services $(awk '/usage_usec/{printf "%.1f", $2/1e6}' /sys/fs/cgroup/system.slice/cpu.stat)"`,
           `for u in $(systemctl list-units --all --no-legend --plain --type=service | awk '{print $1}'); do v=$(systemctl show -p CPUUsageNSec --value "$u"); case "$v" in ''|*'not set'*) ;; *) echo "$((v/1000000)) ms $u";; esac; done | sort -rn | head -n 12`,
           'systemd-analyze critical-chain --no-pager | tail -n +3 | head -n 12',
         ].join('; '),
-        120_000,
+        { timeoutMs: 120_000 },
       );
       analyze = a.stdout;
     }
     return { done, ...(cpu !== undefined ? { cpu } : {}), status, ...(analyze ? { analyze } : {}) };
   } finally {
-    client.end();
+    await client.close();
   }
 }
 
-async function run(n: number, auth: SshAuth, publicKey: string): Promise<void> {
+async function run(n: number, auth: LoginKey, publicKey: string): Promise<void> {
   const name = `bench${n}`;
   const spec = loadSpecObject({
     name,
@@ -129,16 +127,16 @@ async function run(n: number, auth: SshAuth, publicKey: string): Promise<void> {
     );
     if (n > 1) {
       const first = cluster.nodes[0]!;
-      const client = await sshConnect({ host: '127.0.0.1', port: first.sshPort, netns: cluster.netns }, first.hostPublicKey, auth);
+      const client = new NodeConnection(localNodeTarget(cluster, first, auth));
       try {
         for (const other of cluster.nodes.slice(1)) {
           const t = performance.now();
-          const p = await sshExec(client, `ping -c1 -W5 ${other.address}`, 30_000);
+          const p = await client.exec(`ping -c1 -W5 ${other.address}`, { timeoutMs: 30_000 });
           const ms = /time=([\d.]+) ms/.exec(p.stdout)?.[1];
           results[0]!.ping = `${results[0]!.ping ? `${results[0]!.ping}, ` : ''}${other.address} ${p.code === 0 ? `ok ${ms} ms` : `FAILED (exit ${p.code}: ${(p.stderr + p.stdout).trim().slice(0, 200)})`} (${((performance.now() - t) / 1000).toFixed(1)} s)`;
         }
       } finally {
-        client.end();
+        await client.close();
       }
     }
     const all = ((performance.now() - t0) / 1000).toFixed(1);
@@ -158,7 +156,7 @@ async function run(n: number, auth: SshAuth, publicKey: string): Promise<void> {
 
 async function main(): Promise<void> {
   const key = utils.generateKeyPairSync('ed25519', { comment: 'bench@flotilla' });
-  const auth: SshAuth = { username: 'core', privateKey: key.private };
+  const auth: LoginKey = { user: 'core', privateKey: key.private };
   console.log(`host: ${fs.readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm)?.length ?? '?'} CPUs, load ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
   for (const n of sizes) await run(n, auth, key.public.trim());
 }

@@ -12,7 +12,8 @@ import { ensureSecrets } from '../src/config/secrets';
 import { probeAccelerator } from '../src/provision/local/accel';
 import { destroyCluster, startCluster, waitNodeSsh } from '../src/provision/local/cluster';
 import { ensureImage } from '../src/provision/local/image';
-import { downLocal, PHASES, upLocal } from '../src/provision/local/up';
+import { downLocal, upLocal } from '../src/provision/local/up';
+import { PHASES } from '../src/cluster/store';
 
 const { values } = parseArgs({ options: { spec: { type: 'string', default: 'examples/three-node.yaml' } } });
 
@@ -25,7 +26,7 @@ async function bareVm(): Promise<number> {
   await destroyCluster(spec.name);
   const cluster = await startCluster({ spec, rendered, image, accel: accel.accel });
   try {
-    return await waitNodeSsh(cluster, cluster.nodes[0]!, { username: spec.ssh.user, privateKey: k.private }, 10 * 60_000);
+    return await waitNodeSsh(cluster, cluster.nodes[0]!, { user: spec.ssh.user, privateKey: k.private }, 10 * 60_000);
   } finally {
     await destroyCluster(spec.name);
   }

@@ -18,7 +18,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { startSshd } from '../test/fixtures/sshd';
 import { run } from '../test/fixtures/proc';
-import { NodeConnection } from '../src/verify/ssh';
+import { NodeConnection } from '../src/ssh';
 
 const NODES = 3;
 const CHECKS = 30;

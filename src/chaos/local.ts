@@ -6,13 +6,14 @@
  * does not target: the registry through an SSH tunnel to that node's etcd, and the
  * ground truth from `systemctl show` on every node that is powered.
  */
-import type { Client } from 'ssh2';
 import { FlotillaError } from '../errors';
 import { PATHS } from '../config/node-files';
 import { consoleMarkers, readNodeDesc, relaunchNode } from '../provision/local/cluster';
 import { runningPid, stopNode } from '../provision/local/qemu';
-import { HostKeyMismatchError, sshConnect, sshExec, waitForSsh } from '../provision/local/ssh';
-import { connectRecord, etcdctlCommand, sshAuth, type ClusterRecord, type NodeRecord, type RecordConnection } from '../provision/local/up';
+import { HostKeyMismatchError, NodeConnection, waitForSsh, type ExecResult } from '../ssh';
+import { etcdctlCommand, memberEtcdctl } from '../cluster/etcdctl';
+import { connectRegistry, type RecordConnection } from '../cluster/registry-connection';
+import { nodeSshTarget, type ClusterRecord, type NodeRecord } from '../cluster/store';
 import type { Registry } from '../units/registry';
 import { FaultError, type ChaosControl, type ChaosNode, type NodeExecResult, type Observation } from './faults';
 import { qmpCommand } from './qmp';
@@ -56,8 +57,8 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 const SAFE_WORD = /^[A-Za-z0-9@._:/-]+$/;
 
 export class LocalChaosCluster implements ChaosControl, ChaosObserver {
-  private readonly clients = new Map<string, Client>();
-  private observer: { node: string; client: Client; conn: RecordConnection } | undefined;
+  private readonly clients = new Map<string, NodeConnection>();
+  private observer: { node: string; client: NodeConnection; conn: RecordConnection } | undefined;
   private observerBroken = false;
   /** Nodes the observer must not go through (the current fault's target). */
   private avoided: readonly string[] = [];
@@ -91,7 +92,7 @@ export class LocalChaosCluster implements ChaosControl, ChaosObserver {
       for (const [k, v] of tmp.clients) c.clients.set(k, v);
       return c;
     } catch (err) {
-      for (const cl of tmp.clients.values()) cl.end();
+      await Promise.all([...tmp.clients.values()].map((cl) => cl.close()));
       throw err;
     }
   }
@@ -102,23 +103,24 @@ export class LocalChaosCluster implements ChaosControl, ChaosObserver {
     return n;
   }
 
-  private async client(name: string): Promise<Client> {
+  private async client(name: string): Promise<NodeConnection> {
     const hit = this.clients.get(name);
     if (hit) return hit;
     const c = await this.connect(this.node(name));
-    c.on('error', () => undefined);
-    c.once('close', () => this.clients.get(name) === c && this.clients.delete(name));
     this.clients.set(name, c);
     return c;
   }
 
   /** SSH with generous deadlines and a few attempts: emulated nodes on a loaded host stall for seconds. */
-  private async connect(n: NodeRecord): Promise<Client> {
+  private async connect(n: NodeRecord): Promise<NodeConnection> {
     let last: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
+      const c = new NodeConnection(nodeSshTarget(this.record, n), { readyTimeoutMs: 60_000, handshakeTimeoutMs: 30_000 });
       try {
-        return await sshConnect({ host: '127.0.0.1', port: n.sshPort, netns: this.record.netns }, n.hostPublicKey, sshAuth(this.record), 60_000, 30_000);
+        await c.connect();
+        return c;
       } catch (err) {
+        await c.close();
         if (err instanceof HostKeyMismatchError) throw err;
         last = err;
       }
@@ -127,24 +129,33 @@ export class LocalChaosCluster implements ChaosControl, ChaosObserver {
   }
 
   private dropClient(name: string): void {
-    this.clients.get(name)?.end();
+    void this.clients.get(name)?.close();
     this.clients.delete(name);
   }
 
   async exec(node: string, command: string, timeoutMs = 60_000): Promise<NodeExecResult> {
+    return this.run(node, command, { timeoutMs });
+  }
+
+  /** A command on the node (as root with `sudo`); a dead connection (the node was powered off, or stalled) is replaced once. */
+  private async run(node: string, command: string, opts: { timeoutMs?: number; sudo?: boolean; stdin?: string } = {}): Promise<ExecResult> {
+    const o = { ...opts, timeoutMs: opts.timeoutMs ?? 60_000 };
     try {
-      return await sshExec(await this.client(node), command, timeoutMs);
+      return await (await this.client(node)).exec(command, o);
     } catch (err) {
-      // A dead connection (the node was powered off, or stalled) is replaced once.
       this.dropClient(node);
       if (FlotillaError.is(err) && err.code === 'timeout') throw err;
-      return sshExec(await this.client(node), command, timeoutMs);
+      return (await this.client(node)).exec(command, o);
     }
+  }
+
+  private etcdctl(node: string, args: string, stdin?: string): Promise<ExecResult> {
+    return this.run(node, etcdctlCommand(args, memberEtcdctl(this.record)), { timeoutMs: 30_000, sudo: true, ...(stdin !== undefined ? { stdin } : {}) });
   }
 
   private async mustExec(node: string, command: string): Promise<string> {
     const r = await this.exec(node, command);
-    if (r.code !== 0) throw new FlotillaError('external', `${node}: \`${command}\` exited ${r.code}: ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
+    if (r.code !== 0) throw new FlotillaError('external', `${node}: \`${command.split(' ')[0]} …\` exited ${r.code}: ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
     return r.stdout;
   }
 
@@ -172,9 +183,7 @@ export class LocalChaosCluster implements ChaosControl, ChaosObserver {
   async powerOn(node: string): Promise<void> {
     const n = this.node(node);
     await relaunchNode(this.record.name, node);
-    await waitForSsh('127.0.0.1', n.sshPort, n.hostPublicKey, Date.now() + BOOT_TIMEOUT_MS, {
-      auth: sshAuth(this.record),
-      netns: this.record.netns,
+    await waitForSsh(nodeSshTarget(this.record, n), Date.now() + BOOT_TIMEOUT_MS, {
       readyHint: () => consoleMarkers(n.consoleLog).ssh !== undefined,
       abort: () => (runningPid(n.pidFile) === undefined ? `QEMU for ${node} exited (see ${n.consoleLog})` : undefined),
     });
@@ -187,7 +196,7 @@ export class LocalChaosCluster implements ChaosControl, ChaosObserver {
     this.observer = undefined;
     if (!o) return;
     await o.conn.close().catch(() => undefined);
-    o.client.end();
+    await o.client.close();
   }
 
   async avoid(nodes: readonly string[]): Promise<void> {
@@ -197,16 +206,15 @@ export class LocalChaosCluster implements ChaosControl, ChaosObserver {
     const candidates = this.record.nodes.filter((n) => n.etcdMember && !nodes.includes(n.name) && runningPid(n.pidFile) !== undefined);
     let last: unknown;
     for (const n of candidates) {
-      let client: Client | undefined;
+      let client: NodeConnection | undefined;
       try {
         client = await this.connect(n);
-        client.on('error', () => undefined);
-        const conn = await connectRecord(this.record, client);
+        const conn = await connectRegistry(this.record, client);
         this.observer = { node: n.name, client, conn };
         this.observerBroken = false;
         return;
       } catch (err) {
-        client?.end();
+        await client?.close();
         last = err;
       }
     }
@@ -255,7 +263,7 @@ export class LocalChaosCluster implements ChaosControl, ChaosObserver {
   private async etcdHealth(via: string): Promise<Map<string, boolean>> {
     let byHost = new Map<string, boolean>();
     try {
-      const r = await withTimeout(this.exec(via, etcdctlCommand(this.record, 'endpoint health --cluster -w json'), 30_000), 40_000);
+      const r = await withTimeout(this.etcdctl(via, 'endpoint health --cluster -w json'), 40_000);
       byHost = parseEndpointHealth(r.stdout);
     } catch {
       /* etcdctl timed out or printed no list: nobody is known to be healthy */
@@ -271,13 +279,13 @@ export class LocalChaosCluster implements ChaosControl, ChaosObserver {
       ops.push(`put ${this.sentinelPrefix}${k} ${v}`);
     }
     // One transaction (no compares, all puts): acknowledged only once a quorum has it.
-    const r = await this.exec(node, `printf '\\n${ops.join('\\n')}\\n\\n\\n' | ${etcdctlCommand(this.record, 'txn')}`, 30_000);
+    const r = await this.etcdctl(node, 'txn', `\n${ops.join('\n')}\n\n\n`);
     if (r.code !== 0 || !r.stdout.includes('SUCCESS')) throw new FlotillaError('external', `etcd txn via ${node} exited ${r.code}: ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
   }
 
   async readSentinels(): Promise<Map<string, string>> {
     const { node } = await this.observerConn();
-    const r = await this.exec(node, etcdctlCommand(this.record, `get --prefix ${this.sentinelPrefix} -w json`), 30_000);
+    const r = await this.etcdctl(node, `get --prefix ${this.sentinelPrefix} -w json`);
     if (r.code !== 0) throw new FlotillaError('external', `etcd get via ${node} exited ${r.code}: ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
     const res = JSON.parse(r.stdout) as { kvs?: Array<{ key: string; value: string }> };
     const out = new Map<string, string>();
@@ -290,12 +298,13 @@ export class LocalChaosCluster implements ChaosControl, ChaosObserver {
 
   async clearSentinels(): Promise<void> {
     const { node } = await this.observerConn();
-    await this.mustExec(node, etcdctlCommand(this.record, `del --prefix ${this.sentinelPrefix}`));
+    const r = await this.etcdctl(node, `del --prefix ${this.sentinelPrefix}`);
+    if (r.code !== 0) throw new FlotillaError('external', `etcd del via ${node} exited ${r.code}: ${(r.stderr || r.stdout).trim().slice(0, 300)}`);
   }
 
   async close(): Promise<void> {
     await this.closeObserver();
-    for (const c of this.clients.values()) c.end();
+    await Promise.all([...this.clients.values()].map((c) => c.close()));
     this.clients.clear();
   }
 }

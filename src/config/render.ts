@@ -13,7 +13,7 @@ import { IGNITION_VERSION } from './ignition-types';
 import { mergeConfig } from './merge';
 import { networkConfig, networkdFiles, nodeFiles, PATHS, type NodeFile } from './node-files';
 import type { ClusterSecrets } from './secrets';
-import { generateHostKey } from './ssh-keys';
+import { generateHostKey } from '../ssh/keys';
 import type { ConfigFormat, ResolvedNode, ResolvedSpec } from './spec';
 import { loadTemplate } from './templates';
 

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import { FlotillaError } from '../errors';
 import { writeFileAtomic } from '../util/fs';
 import type { ResolvedSpec } from './spec';
-import { generateHostKey, type HostKeyPair } from './ssh-keys';
+import { generateHostKey, type HostKeyPair } from '../ssh/keys';
 
 export interface ClusterSecrets {
   version: 1;

@@ -24,35 +24,33 @@
  * against the live membership before it runs, and a run that stops half-way says which node is
  * out and that running the same command again resumes (every step looks at the live state).
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Client } from 'ssh2';
 import { FlotillaError } from '../errors';
-import { etcdPeerUrl, PATHS, PKI } from '../config/node-files';
+import { etcdPeerUrl } from '../config/node-files';
 import { renderNode, type RenderedNode } from '../config/render';
 import { ensureSecrets, readSecrets } from '../config/secrets';
 import type { EtcdJoin, ResolvedSpec } from '../config/spec';
 import { checkUnitText } from '../units/client';
 import { throwIfProblems } from '../errors';
 import { sleep } from '../util/async';
-import { writeFileAtomic } from '../util/fs';
-import { installScript, nodePkiFiles, readPki } from './pki';
-import { clusterDir } from './local/cluster';
+import { readPki } from '../cluster/pki';
+import { connectRegistry } from '../cluster/registry-connection';
+import type { NodeConnection } from '../ssh';
+import { clientUrl, connectAnchor, connectNode, etcdctl, etcdView, membershipChange, must } from './replace-etcd';
+import { deliverSecrets, waitFirstBoot, waitKernel, waitSsh, type BootingNode } from './bring-up';
 import { FirstBootWatch } from './local/console';
 import { probeAccelerator } from './local/accel';
 import { ensureImage, type ImageInfo } from './local/image';
 import type { Accelerator } from './local/qemu-args';
 import { cpuSeconds } from './local/qemu';
-import { sshConnect, sshExec, waitForSsh, type ExecResult } from './local/ssh';
 import { tuneForEmulation } from './local/tcg';
-import { connectRecord, nodePid, nodeRunning, readRecord, sshAuth, sshEndpoint, type ClusterRecord, type NodeRecord, type Phase } from './local/up';
+import { nodePid, nodeRunning } from './local/up';
+import type { Registry } from '../units/registry';
+import { clientPublicKey, clusterFiles, readRecord, readSavedSpec, writeRecord, writeSavedSpec, type ClusterRecord, type NodeRecord, type Phase } from '../cluster/store';
 import {
   joinMembership,
   leaderSuccessor,
   memberAction,
-  parseEndpointStatus,
-  parseMemberList,
   quorum,
   replacementOrder,
   recordMismatchProblems,
@@ -60,7 +58,6 @@ import {
   unitsNotMoved,
   unitsToMove,
   type DrainView,
-  type EtcdMember,
   type MemberAction,
 } from './replace-plan';
 
@@ -139,26 +136,9 @@ export interface ReplacementHistory {
 
 type ReplaceRecord = ClusterRecord & ReplacementHistory;
 
-const recordFile = (name: string): string => path.join(clusterDir(name), 'cluster.json');
-const specFile = (name: string): string => path.join(clusterDir(name), 'spec.json');
-
-function saveRecord(record: ReplaceRecord): void {
-  writeFileAtomic(recordFile(record.name), `${JSON.stringify(record, null, 2)}\n`, 0o644);
-}
-
-/** The spec `up` (or the last replacement) used for the cluster, if it was saved. */
-export function readSavedSpec(name: string): ResolvedSpec | undefined {
-  try {
-    return JSON.parse(fs.readFileSync(specFile(name), 'utf8')) as ResolvedSpec;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new FlotillaError('invalid-input', `${specFile(name)}: unreadable saved spec: ${(err as Error).message}`);
-  }
-}
-
 /** `spec` as `up` would have run it on this cluster: the cluster's own SSH key added, TCG's raises applied (tcg.ts). */
 export function adoptSpec(spec: ResolvedSpec, record: ClusterRecord, accel: Accelerator): ResolvedSpec {
-  const clusterKey = fs.readFileSync(`${record.sshKeyFile}.pub`, 'utf8').trim();
+  const clusterKey = clientPublicKey(record);
   const s: ResolvedSpec = { ...spec, ssh: { ...spec.ssh, authorizedKeys: [...new Set([...spec.ssh.authorizedKeys, clusterKey])] } };
   return accel === 'tcg' ? tuneForEmulation(s).spec : s;
 }
@@ -173,72 +153,7 @@ function stoppedError(record: ClusterRecord, node: string, step: ReplaceStep, ou
   return new FlotillaError(FlotillaError.is(cause) ? cause.code : 'external', message, [], { cause });
 }
 
-/** etcdctl on a node against `endpoints` (default its own member), with the cluster's client certificate. */
-function etcdctl(record: Pick<ClusterRecord, 'tls' | 'clientPort'>, args: string, endpoints?: string[]): string {
-  const eps = endpoints ?? [`${record.tls ? 'https' : 'http'}://127.0.0.1:${record.clientPort}`];
-  const tls = record.tls ? ` --cacert=${PKI.ca} --cert=${PKI.clientCert} --key=${PKI.clientKey}` : '';
-  return `sudo env ETCDCTL_API=3 etcdctl --endpoints=${eps.join(',')}${tls} --command-timeout=20s --dial-timeout=10s ${args}`;
-}
-
-function clientUrl(record: Pick<ClusterRecord, 'tls' | 'clientPort'>, node: Pick<NodeRecord, 'address'>): string {
-  return `${record.tls ? 'https' : 'http'}://${node.address}:${record.clientPort}`;
-}
-
-async function run(client: Client, command: string, timeoutMs = 60_000): Promise<ExecResult> {
-  return sshExec(client, command, timeoutMs);
-}
-
-async function must(client: Client, command: string, what: string, timeoutMs = 60_000): Promise<string> {
-  const r = await run(client, command, timeoutMs);
-  if (r.code !== 0) throw new FlotillaError('external', `${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`);
-  return r.stdout;
-}
-
-/** The live etcd view from one member: membership, which members answer healthy, who leads. */
-interface EtcdView {
-  members: EtcdMember[];
-  healthyIds: Set<string>;
-  leaderId: string | undefined;
-  statuses: ReturnType<typeof parseEndpointStatus>;
-}
-
-async function etcdView(record: ClusterRecord, anchor: Client): Promise<EtcdView> {
-  const members = parseMemberList(await must(anchor, etcdctl(record, 'member list -w simple'), 'etcdctl member list'));
-  // Per endpoint, so one dead member does not hide the others' answers (--cluster fails as a whole).
-  const eps = members.filter((m) => m.started && m.clientUrls.length > 0).map((m) => m.clientUrls[0]!);
-  const statusRun = eps.length ? await run(anchor, etcdctl(record, 'endpoint status -w simple', eps), 90_000) : undefined;
-  let statuses: EtcdView['statuses'] = [];
-  try {
-    statuses = statusRun ? parseEndpointStatus(statusRun.stdout) : [];
-  } catch {
-    statuses = [];
-  }
-  const healthRun = eps.length ? await run(anchor, etcdctl(record, 'endpoint health -w json', eps), 90_000) : undefined;
-  const healthyUrls = new Set<string>();
-  try {
-    for (const h of JSON.parse(healthRun?.stdout || '[]') as Array<{ endpoint: string; health: boolean }>) if (h.health) healthyUrls.add(h.endpoint);
-  } catch {
-    /* no JSON: nobody healthy */
-  }
-  const healthyIds = new Set(members.filter((m) => m.clientUrls.some((u) => healthyUrls.has(u))).map((m) => m.id));
-  const leaderId = statuses.find((s) => s.isLeader)?.id;
-  return { members, healthyIds, leaderId, statuses };
-}
-
-/** An SSH connection to a running etcd member other than `not` (the node being replaced). */
-async function connectAnchor(record: ClusterRecord, not: string): Promise<{ node: NodeRecord; client: Client }> {
-  const errors: string[] = [];
-  for (const n of record.nodes.filter((x) => x.etcdMember && x.name !== not && nodeRunning(x))) {
-    try {
-      return { node: n, client: await sshConnect(sshEndpoint(record, n), n.hostPublicKey, sshAuth(record), 30_000) };
-    } catch (err) {
-      errors.push(`${n.name}: ${(err as Error).message}`);
-    }
-  }
-  throw new FlotillaError('external', `no other etcd member of ${record.name} answers SSH${errors.length ? `: ${errors.join('; ')}` : ' (none is running)'}`);
-}
-
-async function drainView(registry: Awaited<ReturnType<typeof connectRecord>>['registry']): Promise<DrainView> {
+async function drainView(registry: Registry): Promise<DrainView> {
   const snap = await registry.snapshot();
   const launched = new Map<string, { global: boolean; machineId?: string }>();
   for (const job of snap.jobs.filter((j) => j.desiredState === 'launched')) {
@@ -293,8 +208,9 @@ export async function replaceNodes(opts: ReplaceOptions, machinery: NodeMachiner
   }
   const accel = (await probeAccelerator(images.values().next().value!)).accel;
   const spec = given ? adoptSpec(given, record, accel) : saved!;
-  const secrets = ensureSecrets(spec, readSecrets(path.join(clusterDir(opts.name), 'secrets.json')));
-  const pki = record.tls ? readPki(path.join(clusterDir(opts.name), 'pki.json')) : undefined;
+  const files = clusterFiles(opts.name);
+  const secrets = ensureSecrets(spec, readSecrets(files.secrets));
+  const pki = record.tls ? readPki(files.pki) : undefined;
   if (record.tls && !pki) throw new FlotillaError('not-found', `cluster ${opts.name}: pki.json is missing; the replaced nodes could not get their certificates`);
 
   // Plan: the order is fixed now from the leader now; each node's own check runs again right before it.
@@ -303,14 +219,14 @@ export async function replaceNodes(opts: ReplaceOptions, machinery: NodeMachiner
   const sentinelKey = `${record.keyPrefix}replace/sentinel-${randomBytes(4).toString('hex')}`;
   const sentinelValue = `written-before-replacing-${names.join('-')}-${new Date().toISOString()}`;
   try {
-    const view = await etcdView(record, first.client);
+    const view = await etcdView(record, first.conn);
     const leader = view.members.find((m) => m.id === view.leaderId)?.name;
     order = replacementOrder(names.map((n) => ({ name: n, etcdMember: record.nodes.find((x) => x.name === n)!.etcdMember })), leader);
     progress({ step: 'plan', state: 'info', detail: `order ${order.join(' -> ')} (workers, then followers, the etcd leader${leader ? ` ${leader}` : ''} last); ${view.members.length} members, ${view.healthyIds.size} healthy` });
-    await must(first.client, etcdctl(record, `put ${sentinelKey} ${sentinelValue}`), 'writing the sentinel key');
+    await must(etcdctl(first.conn, record, `put ${sentinelKey} ${sentinelValue}`), 'writing the sentinel key');
     progress({ step: 'sentinel', state: 'info', detail: `wrote ${sentinelKey}; it must read back after each node` });
   } finally {
-    first.client.end();
+    await first.conn.close();
   }
 
   const replaced: NodeReplacement[] = [];
@@ -318,16 +234,16 @@ export async function replaceNodes(opts: ReplaceOptions, machinery: NodeMachiner
     for (const name of order) {
       replaced.push(await replaceOne({ record, name, spec, secrets, pki, image: images.get(name)!, accel, machinery, progress, timeoutMs, drainTimeoutMs, sentinelKey, sentinelValue, ...(opts.verify ? { verify: opts.verify } : {}) }));
       // The saved spec is what the next replacement (or a resumed one) renders from.
-      writeFileAtomic(specFile(opts.name), `${JSON.stringify(spec, null, 2)}\n`, 0o600);
+      writeSavedSpec(opts.name, spec);
     }
   } finally {
     // Best effort, also after a failure: a resumed run writes its own key.
     await connectAnchor(record, '')
       .then(async (last) => {
         try {
-          await run(last.client, etcdctl(record, `del ${sentinelKey}`));
+          await etcdctl(last.conn, record, `del ${sentinelKey}`);
         } finally {
-          last.client.end();
+          await last.conn.close();
         }
       })
       .catch(() => undefined);
@@ -360,11 +276,12 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
   let current: ReplaceStep = 'check';
   let out = false;
   let agentStopped = false;
+  let newConn: NodeConnection | undefined;
   const step = async <T>(s: ReplaceStep, fn: () => Promise<T>, detail?: (r: T) => string | undefined): Promise<T> => {
     current = s;
     if (out) {
       record.replacing = { node: name, since: record.replacing?.since ?? new Date().toISOString(), step: s };
-      saveRecord(record);
+      writeRecord(record);
     }
     progress({ node: name, step: s, state: 'start' });
     const t = performance.now();
@@ -384,7 +301,7 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
   try {
     // 1. check
     const view0 = await step('check', async () => {
-      const view = await etcdView(record, anchor.client);
+      const view = await etcdView(record, anchor.conn);
       const voters = view.members.filter((m) => !m.learner);
       if (node.etcdMember) {
         const decision = memberAction({ node: name, peerUrl, members: view.members, healthyIds: view.healthyIds });
@@ -398,7 +315,7 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
     if (action?.kind === 'remove-then-add') result.oldMemberId = action.member.id;
 
     // 2. drain
-    const conn = await connectRecord(record, anchor.client);
+    const conn = await connectRegistry(record, anchor.conn);
     try {
       await step('drain', async () => {
         const machines = await conn.registry.listMachines();
@@ -408,13 +325,13 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
         const toMove = unitsToMove(await drainView(conn.registry), machine.id);
         let stopNote = '';
         try {
-          const target = await sshConnect(sshEndpoint(record, node), node.hostPublicKey, sshAuth(record), 30_000);
+          const target = connectNode(record, node);
           try {
             // The path unit too: it would start the agent again while pki/ready exists.
             agentStopped = true;
-            await must(target, 'sudo systemctl stop flotilla-fleetd.path flotilla-fleetd.service', 'stopping the agent', 90_000);
+            await must(target.exec('systemctl stop flotilla-fleetd.path flotilla-fleetd.service', { sudo: true, timeoutMs: 90_000 }), 'stopping the agent');
           } finally {
-            target.end();
+            await target.close();
           }
         } catch (err) {
           stopNote = `; its agent could not be stopped (${(err as Error).message}): waiting for its lease to expire`;
@@ -445,21 +362,21 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
       const member = action.member;
       await step('leader', async () => {
         // An unknown leader (a status that did not parse, an election under way) is asked again, never guessed.
-        let view = await etcdView(record, anchor.client);
+        let view = await etcdView(record, anchor.conn);
         for (let i = 0; view.leaderId === undefined && i < 20; i++) {
           await sleep(3000);
-          view = await etcdView(record, anchor.client);
+          view = await etcdView(record, anchor.conn);
         }
         if (view.leaderId === undefined) throw new FlotillaError('external', 'etcd reports no leader; cannot tell whether leadership must move first');
         if (view.leaderId !== member.id) return `${name} does not lead (leader ${view.members.find((m) => m.id === view.leaderId)?.name ?? 'unknown'})`;
         const to = leaderSuccessor(view.statuses, view.members, member.id, view.healthyIds);
         if (!to) throw new FlotillaError('conflict', `${name} leads and no healthy follower can take over`);
         // move-leader must reach the current leader: address it by its client URL from the anchor.
-        await must(anchor.client, etcdctl(record, `move-leader ${to.id}`, [member.clientUrls[0] ?? clientUrl(record, node)]), 'etcdctl move-leader', 90_000);
+        await must(etcdctl(anchor.conn, record, `move-leader ${to.id}`, { endpoints: [member.clientUrls[0] ?? clientUrl(record, node)], timeoutMs: 90_000 }), 'etcdctl move-leader');
         return `leadership moved to ${to.name} (${to.id})`;
       }, (d) => d);
       await step('remove', async () => {
-        await membershipChange(record, anchor.client, `member remove ${member.id}`);
+        await membershipChange(record, anchor.conn, `member remove ${member.id}`);
         out = true;
         return `member ${member.id} removed; ${view0.members.length - 1} members left`;
       }, (d) => d);
@@ -474,11 +391,11 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
     let join: EtcdJoin | undefined;
     if (node.etcdMember) {
       await step('add', async () => {
-        let members = (await etcdView(record, anchor.client)).members;
+        let members = (await etcdView(record, anchor.conn)).members;
         const mine = members.find((m) => m.peerUrls.includes(peerUrl));
         if (!mine) {
-          await membershipChange(record, anchor.client, `member add ${name} --peer-urls=${peerUrl}`);
-          members = (await etcdView(record, anchor.client)).members;
+          await membershipChange(record, anchor.conn, `member add ${name} --peer-urls=${peerUrl}`);
+          members = (await etcdView(record, anchor.conn)).members;
         }
         const added = members.find((m) => m.peerUrls.includes(peerUrl));
         if (!added) throw new FlotillaError('external', `etcd does not list a member with ${peerUrl} after member add`);
@@ -493,50 +410,21 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
     }, (r) => `${r.format}, ${Buffer.byteLength(r.userData)} bytes${join ? ', etcd initial-cluster-state existing' : ''}`);
     const launched = await step('boot', async () => {
       const l = await c.machinery.launch({ record, node, spec: c.spec, rendered, image: c.image, accel: c.accel });
+      record.accelerator = c.accel;
       record.timeline[name] = { launch: 0 };
       const since = () => Math.round(((Date.now() - l.launchedAt) / 1000) * 10) / 10;
       const mark = (p: Phase) => {
         record.timeline[name]![p] = since();
         progress({ node: name, step: 'boot', state: 'info', seconds: since(), detail: `${p}` });
       };
-      const deadline = l.launchedAt + c.timeoutMs;
-      // The same console watch as up's: a failed first boot (Ignition, cloud-init) ends every wait.
-      const boot = new FirstBootWatch([{ name, consoleLog: l.consoleLog, launchedAt: l.launchedAt }]);
-      while (!(fs.existsSync(l.consoleLog) && fs.statSync(l.consoleLog).size > 0)) {
-        const failed = boot.failure();
-        if (failed) throw failed;
-        if (!nodeRunning(node)) throw new FlotillaError('external', `QEMU exited before the kernel printed anything (see ${l.consoleLog})`);
-        if (Date.now() > deadline) throw new FlotillaError('timeout', `no console output (see ${l.consoleLog})`);
-        await sleep(200);
-      }
+      // The same bring-up as up's: a failed first boot (Ignition, cloud-init) ends every wait.
+      const b: BootingNode = { record, node: { ...node, consoleLog: l.consoleLog }, deadline: l.launchedAt + c.timeoutMs, boot: new FirstBootWatch([{ name, consoleLog: l.consoleLog, launchedAt: l.launchedAt }]), running: () => nodeRunning({ ...node, pidFile: l.pidFile }) };
+      await waitKernel(b);
       mark('kernel');
-      await waitForSsh('127.0.0.1', node.sshPort, node.hostPublicKey, deadline, {
-        auth: sshAuth(record),
-        ...(record.netns ? { netns: record.netns } : {}),
-        readyHint: () => boot.saw(name, 'ssh'),
-        abort: () => boot.failure() ?? (nodeRunning(node) ? undefined : `its VM is not running (see ${l.consoleLog})`),
-      });
+      newConn = await waitSsh(b);
       mark('ssh');
-      const client = await sshConnect(sshEndpoint(record, node), node.hostPublicKey, sshAuth(record), 30_000);
-      try {
-        const flag = record.format === 'ignition' ? '/var/lib/flotilla/ignition.done' : '/var/lib/cloud/instance/boot-finished';
-        const left = Math.max(10_000, deadline - Date.now());
-        const wait = await boot.guard(run(client, `for i in $(seq ${Math.ceil(left / 500)}); do [ -e ${flag} ] && break; sleep 0.5; done; test -e ${flag}`, left + 10_000));
-        if (wait.code !== 0) throw new FlotillaError('timeout', `first-boot config did not finish (${flag} missing; see ${l.consoleLog})`);
-        if (record.format === 'cloud-config') {
-          const res = await run(client, 'cat /run/cloud-init/result.json', 30_000);
-          let errors: string[];
-          try {
-            errors = (JSON.parse(res.stdout) as { v1?: { errors?: string[] } }).v1?.errors ?? [];
-          } catch {
-            errors = [`unreadable /run/cloud-init/result.json: ${res.stderr.trim()}`];
-          }
-          if (errors.length) throw new FlotillaError('external', `cloud-init reported errors: ${errors.join('; ')}`);
-        }
-        mark('first-boot');
-      } finally {
-        client.end();
-      }
+      await waitFirstBoot(b, newConn);
+      mark('first-boot');
       return l;
     }, () => `VM up: SSH at ${record.timeline[name]!.ssh} s, first boot done at ${record.timeline[name]!['first-boot']} s after launch`);
     node.pidFile = launched.pidFile;
@@ -545,13 +433,8 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
 
     // 5. secrets, etcd, agent
     await step('secrets', async () => {
-      const client = await sshConnect(sshEndpoint(record, node), node.hostPublicKey, sshAuth(record), 30_000);
-      try {
-        const script = c.pki ? installScript(nodePkiFiles(c.pki, name), PATHS.pkiReady) : `set -eu\nmkdir -p ${PATHS.pkiDir}\ntouch ${PATHS.pkiReady}\n`;
-        await must(client, `sudo sh -s <<'FLOTILLA_SCRIPT_EOF'\n${script}FLOTILLA_SCRIPT_EOF\n`, 'secret delivery', 60_000);
-      } finally {
-        client.end();
-      }
+      await deliverSecrets({ node }, newConn!, c.pki);
+      await newConn!.close();
       record.timeline[name]!.secrets = sinceLaunch();
       return c.pki ? 'the same certificates (same name and address) over the pinned SSH connection' : 'no TLS: start signal only';
     }, (d) => d);
@@ -560,7 +443,7 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
         const deadline = Date.now() + c.timeoutMs;
         let last = '';
         for (;;) {
-          const view = await etcdView(record, anchor.client).catch((err: unknown) => {
+          const view = await etcdView(record, anchor.conn).catch((err: unknown) => {
             last = (err as Error).message;
             return undefined;
           });
@@ -581,7 +464,7 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
       }, (d) => d);
     }
     await step('agent', async () => {
-      const conn2 = await connectRecord(record, anchor.client);
+      const conn2 = await connectRegistry(record, anchor.conn);
       try {
         const deadline = Date.now() + c.timeoutMs;
         for (;;) {
@@ -611,62 +494,47 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
     }, (d) => d);
     out = false;
     delete record.replacing;
-    saveRecord(record);
+    writeRecord(record);
 
     // 6. verify
     await step('verify', async () => {
       const member = node.etcdMember ? [clientUrl(record, node)] : undefined;
       // Linearizable through the anchor, then from the new member's own copy (serializable).
-      const lin = (await must(anchor.client, etcdctl(record, `get ${c.sentinelKey} --print-value-only`), 'reading the sentinel key')).trim();
+      const lin = (await must(etcdctl(anchor.conn, record, `get ${c.sentinelKey} --print-value-only`), 'reading the sentinel key')).trim();
       if (lin !== c.sentinelValue) throw new FlotillaError('external', `the key written before the replacement reads ${JSON.stringify(lin)}, not ${JSON.stringify(c.sentinelValue)}`);
       if (member) {
-        const local = (await must(anchor.client, etcdctl(record, `get ${c.sentinelKey} --print-value-only --consistency=s`, member), `reading the sentinel key from ${name}'s member`)).trim();
+        const local = (await must(etcdctl(anchor.conn, record, `get ${c.sentinelKey} --print-value-only --consistency=s`, { endpoints: member }), `reading the sentinel key from ${name}'s member`)).trim();
         if (local !== c.sentinelValue) throw new FlotillaError('external', `${name}'s new member holds ${JSON.stringify(local)} for the sentinel key, not the value written before`);
       }
-      const view = await etcdView(record, anchor.client);
+      const view = await etcdView(record, anchor.conn);
       const sick = view.members.filter((m) => !view.healthyIds.has(m.id));
       if (sick.length) throw new FlotillaError('external', `etcd members not healthy after the replacement: ${sick.map((m) => m.name || m.id).join(', ')}`);
       const suites = c.verify ? `; ${await c.verify(record, name)}` : '';
       return `sentinel key read back${member ? ` (also from ${name}'s own member)` : ''}; ${view.members.length} members healthy${suites}`;
     }, (d) => d);
   } catch (err) {
-    if (out) saveRecord(record);
+    if (out) writeRecord(record);
     // Still in the cluster but drained: put its agent back so it takes units again.
     const restored = !out && agentStopped ? ` ${await restoreAgent(record, node)}.` : '';
     throw stoppedError(record, name, current, out, err, restored);
   } finally {
-    anchor.client.end();
+    await newConn?.close();
+    await anchor.conn.close();
   }
   result.seconds = (performance.now() - tNode) / 1000;
   (record.replacements ??= []).push({ node: name, finishedAt: new Date().toISOString(), seconds: Math.round(result.seconds * 10) / 10, image: c.image.id, ...(result.newMemberId ? { memberId: result.newMemberId } : {}), ...(result.newMachineId ? { machineId: result.newMachineId } : {}) });
-  saveRecord(record);
+  writeRecord(record);
   return result;
-}
-
-/**
- * A membership change through etcdctl. etcd refuses one ("unhealthy cluster") until it has been
- * connected to the members it counts on for 5 s (its HealthInterval), which a restart or the
- * previous change may have reset: that refusal is retried for two minutes, anything else fails.
- */
-async function membershipChange(record: ClusterRecord, client: Client, args: string): Promise<void> {
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    const r = await run(client, etcdctl(record, args), 90_000);
-    if (r.code === 0) return;
-    const why = (r.stderr || r.stdout).trim().split('\n').slice(-1)[0] ?? '';
-    if (!/unhealthy cluster/.test(why) || Date.now() > deadline) throw new FlotillaError('external', `etcdctl ${args} failed (exit ${r.code}): ${why}`);
-    await sleep(2000);
-  }
 }
 
 /** Starts the node's agent again after a drain that could not finish; says what happened. */
 async function restoreAgent(record: ClusterRecord, node: NodeRecord): Promise<string> {
   try {
-    const client = await sshConnect(sshEndpoint(record, node), node.hostPublicKey, sshAuth(record), 30_000);
+    const conn = connectNode(record, node);
     try {
-      await must(client, 'sudo systemctl start flotilla-fleetd.path flotilla-fleetd.service', 'starting the agent', 90_000);
+      await must(conn.exec('systemctl start flotilla-fleetd.path flotilla-fleetd.service', { sudo: true, timeoutMs: 90_000 }), 'starting the agent');
     } finally {
-      client.end();
+      await conn.close();
     }
     return `${node.name}'s agent was started again`;
   } catch (err) {

@@ -18,7 +18,7 @@ import { writeFileAtomic } from '../util/fs';
 import type { VerifyCluster } from './cluster';
 import { formatReport, type ReportFormat } from './report';
 import { renderBootTimeline, type NodeBootTimes, type TimelineOptions } from './report/timeline';
-import { shq } from './ssh';
+import { shq } from '../ssh';
 import type { Report } from './types';
 
 const REPORT_FILES: Record<ReportFormat, string> = { json: 'report.json', junit: 'report.xml', tap: 'report.tap', human: 'report.txt' };

@@ -14,7 +14,7 @@ import type { ResolvedSpec } from '../config/spec';
 import { UnitsClient } from '../units/client';
 import { Registry, type RegistryTls } from '../units/registry';
 import { inventoryNode, timeScale, type Inventory, type InventoryNode, type TlsFiles } from '../cluster/inventory';
-import { SshPool, type ConnectOptions, type ExecOptions, type ExecResult, type NodeConnection, type Tunnel } from './ssh';
+import { SshPool, type ConnectOptions, type ExecOptions, type ExecResult, type NodeConnection, type Tunnel } from '../ssh';
 
 export interface VerifyClusterOptions {
   ssh?: ConnectOptions;
@@ -24,7 +24,7 @@ export interface VerifyClusterOptions {
   etcdTimeoutMs?: number;
 }
 
-/** SSH defaults for a run at `scale` (src/verify/ssh.ts defaults × scale); given values win. */
+/** SSH defaults for a run at `scale` (src/ssh/connection.ts defaults × scale); given values win. */
 export function scaledSshOptions(given: ConnectOptions | undefined, scale: number): ConnectOptions {
   return {
     readyTimeoutMs: 10_000 * scale,

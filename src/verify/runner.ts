@@ -7,7 +7,7 @@
 import { FlotillaError } from '../errors';
 import { sleep } from '../util/async';
 import type { VerifyCluster } from './cluster';
-import { HostKeyMismatchError, SshError } from './ssh';
+import { HostKeyMismatchError, SshError } from '../ssh';
 import { CheckFailed, CheckSkipped, summarize, type Check, type CheckContext, type CheckOutcome, type CheckResult, type Report } from './types';
 
 export interface RunOptions {

@@ -6,7 +6,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ResolvedSpec } from '../config/spec';
 import { inventoryFromRecord } from '../provision/local/inventory';
-import { downLocal, upLocal, type ClusterRecord, type PhaseEvent } from '../provision/local/up';
+import { downLocal, upLocal, type PhaseEvent } from '../provision/local/up';
+import { readSavedSpec, type ClusterRecord } from '../cluster/store';
 import { Artifacts } from './artifacts';
 import { formatReport, type ReportFormat } from './report';
 import type { NodeBootTimes } from './report/timeline';
@@ -68,7 +69,8 @@ export async function runSmoke(opts: SmokeOptions): Promise<SmokeResult> {
     }
     log('verifying');
     // Deadlines follow the inventory's pace: emulated (TCG) nodes get EMULATED_TIME_SCALE times the defaults.
-    const { report } = await runVerify({ inventory: inventoryFromRecord(record), spec: opts.spec, artifacts });
+    // Verified against the spec the nodes got (up adds the cluster key and, under TCG, its raises).
+    const { report } = await runVerify({ inventory: inventoryFromRecord(record), spec: readSavedSpec(record.name) ?? opts.spec, artifacts });
     ok = report.ok;
     return { report, text: formatReport(report, opts.format ?? 'junit'), ok, leftUp: leaves(opts, ok) };
   } finally {

@@ -1,6 +1,6 @@
 /** The check model shared by the runner, the suites, custom checks and the reporters. */
 import type { InventoryNode } from '../cluster/inventory';
-import type { ExecOptions, ExecResult, NodeConnection } from './ssh';
+import type { ExecOptions, ExecResult, NodeConnection } from '../ssh';
 import type { VerifyCluster } from './cluster';
 
 export type CheckStatus = 'pass' | 'fail' | 'skip' | 'error';

@@ -8,14 +8,14 @@ import { randomBytes } from 'node:crypto';
 import type { ResolvedSpec } from '../config/spec';
 import { FlotillaError } from '../errors';
 import { inventoryFromRecord } from '../provision/local/inventory';
-import type { ClusterRecord } from '../provision/local/up';
+import type { ClusterRecord } from '../cluster/store';
 import { Artifacts } from './artifacts';
 import { loadChecksFile, checksFromFile, type CheckFile } from './checks/yaml';
 import { testsToChecks, type ClusterTest } from './checks/api';
 import { VerifyCluster } from './cluster';
 import { timeScale, type Inventory } from '../cluster/inventory';
 import { makeReport, runChecks } from './runner';
-import type { ConnectOptions } from './ssh';
+import type { ConnectOptions } from '../ssh';
 import { DEFAULT_SUITES, buildSuite, type SuiteName } from './suites';
 import type { Check, CheckResult, Report } from './types';
 

@@ -15,11 +15,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { loadSpecFile } from '../../src/config/load';
-import { clusterDir } from '../../src/provision/local/cluster';
+import { clusterDir } from '../../src/cluster/store';
 import { inventoryFromRecord } from '../../src/provision/local/inventory';
 import { runningPid } from '../../src/provision/local/qemu';
-import { sshConnect, sshExec } from '../../src/provision/local/ssh';
-import { downLocal, sshAuth, upLocal, type ClusterRecord } from '../../src/provision/local/up';
+import { downLocal, upLocal } from '../../src/provision/local/up';
+import { withNode } from '../helpers/node-ssh';
+import { type ClusterRecord } from '../../src/cluster/store';
 import { runVerify } from '../../src/verify/verify';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -81,14 +82,9 @@ async function bootAndVerify(file: string, name: string, extra?: (record: Cluste
 test('examples/five-node-ignition.yaml boots and verifies; the workers got the snippet\'s /etc/motd', { timeout: 40 * 60_000 }, async () => {
   await bootAndVerify('five-node-ignition.yaml', 'ex-fleet5', async (record) => {
     for (const n of record.nodes) {
-      const c = await sshConnect({ host: '127.0.0.1', port: n.sshPort, ...(record.netns ? { netns: record.netns } : {}) }, n.hostPublicKey, sshAuth(record), 30_000);
-      try {
-        const motd = (await sshExec(c, 'cat /etc/motd')).stdout;
-        if (n.name.startsWith('wrk')) assert.equal(motd, 'Flotilla worker\n', `${n.name}: /etc/motd from the snippet`);
-        else assert.notEqual(motd, 'Flotilla worker\n', `${n.name}: the snippet is for workers only`);
-      } finally {
-        c.end();
-      }
+      const motd = await withNode(record, n, (c) => c.mustExec('cat /etc/motd'));
+      if (n.name.startsWith('wrk')) assert.equal(motd, 'Flotilla worker\n', `${n.name}: /etc/motd from the snippet`);
+      else assert.notEqual(motd, 'Flotilla worker\n', `${n.name}: the snippet is for workers only`);
     }
     assert.equal(record.nodes.filter((n) => n.etcdMember).length, 3);
   });

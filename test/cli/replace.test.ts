@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadSpecObject } from '../../src/config/load';
-import { generateKeyPair } from '../../src/config/ssh-keys';
+import { generateKeyPair } from '../../src/ssh/keys';
 import { cli } from '../helpers/cli';
 
 const NAME = 'rcli';

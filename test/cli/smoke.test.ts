@@ -10,11 +10,15 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { generateKeyPair } from '../../src/config/ssh-keys';
+import { generateKeyPair } from '../../src/ssh/keys';
 import { loadSpecFile } from '../../src/config/load';
-import { clusterDir } from '../../src/provision/local/cluster';
-import { sshConnect, sshExec } from '../../src/provision/local/ssh';
-import { connectRecord, downLocal, etcdctlCommand, readRecord, sshAuth, upLocal, type ClusterRecord } from '../../src/provision/local/up';
+import { clusterDir } from '../../src/cluster/store';
+import { connectRecord, downLocal, upLocal } from '../../src/provision/local/up';
+import { etcdctlCommand, memberEtcdctl } from '../../src/cluster/etcdctl';
+import { nodeSshTarget } from '../../src/cluster/store';
+import { withNode } from '../helpers/node-ssh';
+import { NodeConnection } from '../../src/ssh';
+import { readRecord, type ClusterRecord } from '../../src/cluster/store';
 import { UnitsClient } from '../../src/units/client';
 import { cli } from '../helpers/cli';
 import { findAll, parseXml } from '../verify/xml';
@@ -64,26 +68,26 @@ test('smoke on the 3-node example: every check passes, JUnit and artifacts kept;
     assert.equal(again.already, true);
     assert.equal(again.record.createdAt, record.createdAt);
 
-    for (const n of record.nodes) {
+    const rec = record;
+    for (const n of rec.nodes) {
       // SSH with the pinned host key works; any other key is refused.
-      const c = await sshConnect({ host: '127.0.0.1', port: n.sshPort, netns: record.netns }, n.hostPublicKey, sshAuth(record), 30_000);
-      try {
-        assert.equal((await sshExec(c, 'hostname')).stdout.trim(), n.name);
+      await withNode(rec, n, async (c) => {
+        assert.equal((await c.exec('hostname')).stdout.trim(), n.name);
         if (n.etcdMember) {
-          const health = JSON.parse((await sshExec(c, etcdctlCommand(record, 'endpoint health --cluster -w json'))).stdout) as Array<{ health: boolean }>;
+          const health = JSON.parse((await c.exec(etcdctlCommand('endpoint health --cluster -w json', memberEtcdctl(rec)), { sudo: true })).stdout) as Array<{ health: boolean }>;
           assert.equal(health.length, 3);
           assert.ok(health.every((h) => h.health));
           // TLS is enforced: a client without a certificate is refused.
-          const noCert = await sshExec(c, `sudo env ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:${record.clientPort} --cacert=/etc/flotilla/pki/ca.crt --command-timeout=3s get /x`);
+          const noCert = await c.exec(`sudo env ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:${rec.clientPort} --cacert=/etc/flotilla/pki/ca.crt --command-timeout=3s get /x`);
           assert.notEqual(noCert.code, 0, 'etcd accepted a client without a certificate');
-          const plain = await sshExec(c, `sudo env ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:${record.clientPort} --command-timeout=3s get /x`);
+          const plain = await c.exec(`sudo env ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:${rec.clientPort} --command-timeout=3s get /x`);
           assert.notEqual(plain.code, 0, 'etcd answered plain HTTP');
         }
-      } finally {
-        c.end();
-      }
+      });
       const wrongKey = generateKeyPair('wrong').publicKey;
-      await assert.rejects(sshConnect({ host: '127.0.0.1', port: n.sshPort, netns: record.netns }, wrongKey, sshAuth(record), 15_000), /host key mismatch/);
+      const wrong = new NodeConnection({ ...nodeSshTarget(record, n), hostKey: wrongKey }, { readyTimeoutMs: 15_000 });
+      await assert.rejects(wrong.connect(), /host key mismatch/);
+      await wrong.close();
     }
 
     // Every agent registered with its metadata; the preloaded hello.service (MachineMetadata

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FlotillaError } from '../../src/errors';
 import { exitCodeFor } from '../../src/cli/exit-codes';
-import { generateHostKey } from '../../src/config/ssh-keys';
+import { generateHostKey } from '../../src/ssh/keys';
 import { loadInventoryText } from '../../src/cluster/inventory';
 import { loadChecksText, unmatched } from '../../src/verify/checks/yaml';
 import { makeTempDir, removeTempDir } from '../fixtures/proc';

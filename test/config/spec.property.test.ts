@@ -17,7 +17,7 @@ import { ipv4ToInt, parseIPv4Cidr } from '../../src/config/net';
 import { renderCluster } from '../../src/config/render';
 import type { ClusterSecrets } from '../../src/config/secrets';
 import type { ClusterSpec, ResolvedSpec } from '../../src/config/spec';
-import { generateHostKey, type HostKeyPair } from '../../src/config/ssh-keys';
+import { generateHostKey, type HostKeyPair } from '../../src/ssh/keys';
 import { resolveSpec, type ResolveOptions } from '../../src/config/validate';
 import { FlotillaError, type Problem } from '../../src/errors';
 import {

@@ -1,5 +1,5 @@
 /** Builders for test specs. */
-import { generateKeyPair } from '../../src/config/ssh-keys';
+import { generateKeyPair } from '../../src/ssh/keys';
 import type { ClusterSpec, NodeSpec } from '../../src/config/spec';
 
 /** A real, freshly generated public key (the private half is discarded). */

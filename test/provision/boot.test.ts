@@ -17,10 +17,11 @@ import { renderCluster, type RenderedNode } from '../../src/config/render';
 import { ensureSecrets } from '../../src/config/secrets';
 import type { ResolvedSpec } from '../../src/config/spec';
 import { probeAccelerator, type AccelProbe } from '../../src/provision/local/accel';
-import { destroyCluster, startCluster, waitNodeSsh, type LocalCluster } from '../../src/provision/local/cluster';
+import { destroyCluster, localNodeTarget, startCluster, waitNodeSsh, type LocalCluster, type LoginKey } from '../../src/provision/local/cluster';
 import { ensureImage, getImage, type ImageInfo } from '../../src/provision/local/image';
 import { cpuSeconds, isOurQemu, namespaceExists, stopNode } from '../../src/provision/local/qemu';
-import { HostKeyMismatchError, sshConnect, sshExec, sshRun, waitForSsh, type SshAuth } from '../../src/provision/local/ssh';
+import { HostKeyMismatchError, fingerprint, publicKeyBlob, waitForSsh } from '../../src/ssh';
+import { runOnce, withTarget } from '../helpers/node-ssh';
 
 const CLUSTER = `t${process.pid}`;
 const log = (msg: string): void => void process.stderr.write(`# ${msg}\n`);
@@ -55,7 +56,7 @@ describe('local QEMU nodes (real VMs)', { timeout: 40 * 60_000 }, () => {
   let accel: AccelProbe;
   let spec: ResolvedSpec;
   let rendered: RenderedNode[];
-  let auth: SshAuth;
+  let auth: LoginKey;
   let cluster: LocalCluster;
 
   before(async () => {
@@ -65,7 +66,7 @@ describe('local QEMU nodes (real VMs)', { timeout: 40 * 60_000 }, () => {
     accel = await probeAccelerator(image);
     log(`accelerator: ${accel.accel} (${accel.reason})`);
     const key = utils.generateKeyPairSync('ed25519', { comment: 'boot-test@flotilla' });
-    auth = { username: 'core', privateKey: key.private };
+    auth = { user: 'core', privateKey: key.private };
     spec = loadSpecObject({ name: CLUSTER, nodes: [{ name: 'node1' }, { name: 'node2' }], ssh: { authorizedKeys: [key.public.trim()] } });
     rendered = renderCluster(spec, ensureSecrets(spec));
     cluster = await startCluster({ spec, rendered, image, accel: accel.accel });
@@ -105,20 +106,17 @@ describe('local QEMU nodes (real VMs)', { timeout: 40 * 60_000 }, () => {
     const node = cluster.nodes[0]!;
     const ssh = await waitNodeSsh(cluster, node, auth, 10 * 60_000);
     log(`${node.name}: SSH after ${ssh.toFixed(1)} s (QEMU CPU ${cpuSeconds(node.pid)} s)`);
-    const client = await sshConnect({ host: '127.0.0.1', port: node.sshPort, netns: cluster.netns }, node.hostPublicKey, auth);
-    try {
-      const host = await sshExec(client, 'hostname && id -un');
+    await withTarget(localNodeTarget(cluster, node, auth), async (client) => {
+      const host = await client.exec('hostname && id -un');
       assert.equal(host.code, 0);
       assert.deepEqual(host.stdout.trim().split('\n'), ['node1', 'core']);
-      const done = await sshExec(client, 'while [ ! -e /var/lib/cloud/instance/boot-finished ] || [ ! -e /run/cloud-init/result.json ]; do sleep 0.5; done; cloud-init status --long', 10 * 60_000);
+      const done = await client.exec('while [ ! -e /var/lib/cloud/instance/boot-finished ] || [ ! -e /run/cloud-init/result.json ]; do sleep 0.5; done; cloud-init status --long', { timeoutMs: 10 * 60_000 });
       log(`${node.name}: cloud-init done after ${((Date.now() - node.launchedAt) / 1000).toFixed(1)} s`);
       assert.match(done.stdout, /^status: done$/m, done.stdout + done.stderr);
       // What the rendered cloud-config asked for is in place.
-      const files = await sshExec(client, 'test -f /etc/flotilla/fleetd.json && systemctl is-enabled flotilla-fleetd.path && sudo -n true && echo ok');
+      const files = await client.exec('test -f /etc/flotilla/fleetd.json && systemctl is-enabled flotilla-fleetd.path && sudo -n true && echo ok');
       assert.equal(files.stdout.trim().split('\n').pop(), 'ok', files.stdout + files.stderr);
-    } finally {
-      client.end();
-    }
+    });
   });
 
   it('refuses a node that presents a different host key than the pinned one', async () => {
@@ -126,18 +124,18 @@ describe('local QEMU nodes (real VMs)', { timeout: 40 * 60_000 }, () => {
     const wrong = utils.generateKeyPairSync('ed25519').public.trim();
     const t0 = Date.now();
     await assert.rejects(
-      waitForSsh('127.0.0.1', node.sshPort, wrong, Date.now() + 60_000, { auth, netns: cluster.netns }),
-      (err: unknown) => err instanceof HostKeyMismatchError && err.presented.startsWith('ssh-ed25519 ') && node.hostPublicKey.includes(err.presented.split(' ')[1]!),
+      waitForSsh({ ...localNodeTarget(cluster, node, auth), hostKey: wrong }, Date.now() + 60_000),
+      (err: unknown) => err instanceof HostKeyMismatchError && err.presentedFingerprint === fingerprint(publicKeyBlob(node.hostPublicKey)),
     );
     assert.ok(Date.now() - t0 < 30_000, 'a mismatch is final, not retried until the deadline');
     // Another node's (valid, pinned elsewhere) key is just as wrong.
-    await assert.rejects(sshRun({ host: '127.0.0.1', port: node.sshPort, netns: cluster.netns }, cluster.nodes[1]!.hostPublicKey, auth, 'true'), HostKeyMismatchError);
+    await assert.rejects(runOnce({ ...localNodeTarget(cluster, node, auth), hostKey: cluster.nodes[1]!.hostPublicKey }, 'true'), HostKeyMismatchError);
   });
 
   it('connects the nodes over the cluster network', async () => {
     const [n1, n2] = cluster.nodes as [LocalCluster['nodes'][0], LocalCluster['nodes'][0]];
     await waitNodeSsh(cluster, n2, auth, 10 * 60_000);
-    const r = await sshRun({ host: '127.0.0.1', port: n1.sshPort, netns: cluster.netns }, n1.hostPublicKey, auth, `ip -brief addr show cluster0; ping -c1 -W5 ${n2.address}`);
+    const r = await runOnce(localNodeTarget(cluster, n1, auth), `ip -brief addr show cluster0; ping -c1 -W5 ${n2.address}`);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, new RegExp(`cluster0\\s+UP\\s+${n1.address.replace(/\./g, '\\.')}/24`));
     assert.match(r.stdout, /1 received/);

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { ConsoleWatch, consoleTail, FirstBootFailedError, FirstBootWatch, parseConsole, unlessFailed } from '../../src/provision/local/console';
 import { consoleMarkers } from '../../src/provision/local/cluster';
-import { waitForSsh } from '../../src/provision/local/ssh';
+import { waitForSsh } from '../../src/ssh';
 
 const IGNITION_FAILED =
   'CRITICAL : Ignition failed: failed to create files: failed to create files: error creating file "/etc/motd": A file exists there already and overwrite is false';
@@ -204,12 +204,12 @@ describe('waits end with the failure', () => {
     const failure = new FirstBootFailedError('wrk1', 'ignition', IGNITION_FAILED, '/x/console.log', 9, 32, '');
     const t0 = Date.now();
     await assert.rejects(
-      waitForSsh('127.0.0.1', 1, 'ssh-ed25519 AAAA', Date.now() + 60_000, { auth: { username: 'core', privateKey: 'x' }, readyHint: () => false, hintlessIntervalMs: 60_000, abort: () => failure }),
+      waitForSsh({ node: 'wrk1', host: '127.0.0.1', port: 1, user: 'core', hostKey: 'ssh-ed25519 AAAA', privateKey: 'x' }, Date.now() + 60_000, { readyHint: () => false, hintlessIntervalMs: 60_000, abort: () => failure }),
       (e: unknown) => e === failure,
     );
     assert.ok(Date.now() - t0 < 1000);
     await assert.rejects(
-      waitForSsh('127.0.0.1', 1, 'ssh-ed25519 AAAA', Date.now() + 60_000, { auth: { username: 'core', privateKey: 'x' }, readyHint: () => false, hintlessIntervalMs: 60_000, abort: () => 'QEMU exited' }),
+      waitForSsh({ node: 'wrk1', host: '127.0.0.1', port: 1, user: 'core', hostKey: 'ssh-ed25519 AAAA', privateKey: 'x' }, Date.now() + 60_000, { readyHint: () => false, hintlessIntervalMs: 60_000, abort: () => 'QEMU exited' }),
       /giving up: QEMU exited/,
     );
   });

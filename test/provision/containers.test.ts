@@ -18,9 +18,12 @@ import { endpointUrl } from '../../src/discovery/endpoint';
 import { servicesPrefix } from '../../src/discovery/keys';
 import { listServices } from '../../src/discovery/services';
 import { LOCAL_CONTAINER_IMAGE } from '../../src/provision/local/recipe';
-import { sshConnect, sshExec } from '../../src/provision/local/ssh';
+import { NodeConnection } from '../../src/ssh';
+import { connectRegistry } from '../../src/cluster/registry-connection';
+import { nodeSshTarget } from '../../src/cluster/store';
 import { inventoryFromRecord } from '../../src/provision/local/inventory';
-import { connectRecord, downLocal, sshAuth, upLocal, type ClusterRecord } from '../../src/provision/local/up';
+import { downLocal, upLocal } from '../../src/provision/local/up';
+import { type ClusterRecord } from '../../src/cluster/store';
 import { runVerify } from '../../src/verify/verify';
 import { UnitsClient } from '../../src/units/client';
 import { makeTempDir, removeTempDir } from '../fixtures/proc';
@@ -77,8 +80,8 @@ test('a podman unit runs from the local image under the systemd runner, is annou
     const node = record.nodes[0]!;
     // One SSH connection for everything, with a handshake deadline for a host loaded with
     // other sessions' emulated VMs (the default 10 s is not always enough there).
-    const ssh = await sshConnect({ host: '127.0.0.1', port: node.sshPort, netns: record.netns }, node.hostPublicKey, sshAuth(record), 120_000, 90_000);
-    const conn = await connectRecord(record, ssh);
+    const ssh = new NodeConnection(nodeSshTarget(record, node), { readyTimeoutMs: 120_000, handshakeTimeoutMs: 90_000 });
+    const conn = await connectRegistry(record, ssh);
     try {
       const units = new UnitsClient(conn.registry);
       await units.submit([path.join(dir, 'web.service'), path.join(dir, 'web-announce.service')]);
@@ -107,13 +110,13 @@ test('a podman unit runs from the local image under the systemd runner, is annou
       assert.deepEqual(listing.instances.map((i) => [i.instance, endpointUrl(i)]), [[machineId, `http://${node.address}:8080/index.html`]]);
 
       // The container runs from the local image and answers at the announced endpoint.
-      const ps = await sshExec(ssh, "sudo podman ps --format '{{.Names}} {{.Image}} {{.Status}}'", 120_000);
+      const ps = await ssh.exec("sudo podman ps --format '{{.Names}} {{.Image}} {{.Status}}'", { timeoutMs: 120_000 });
       assert.match(ps.stdout, new RegExp(`^web ${LOCAL_CONTAINER_IMAGE.replace(/[.]/g, '\\.')} Up`, 'm'), ps.stdout + ps.stderr);
-      const images = await sshExec(ssh, "sudo podman images --format '{{.Repository}}:{{.Tag}}'", 120_000);
+      const images = await ssh.exec("sudo podman images --format '{{.Repository}}:{{.Tag}}'", { timeoutMs: 120_000 });
       assert.deepEqual(images.stdout.trim().split('\n'), [LOCAL_CONTAINER_IMAGE]);
-      const page = await sshExec(ssh, `busybox wget -q -O - ${endpointUrl(listing.instances[0]!)}`, 60_000);
+      const page = await ssh.exec(`busybox wget -q -O - ${endpointUrl(listing.instances[0]!)}`, { timeoutMs: 60_000 });
       assert.equal(page.stdout, 'flotilla busybox container\n', page.stderr);
-      const state = await sshExec(ssh, 'systemctl show -p ActiveState,SubState --value web.service web-announce.service flotilla-container-images.service', 60_000);
+      const state = await ssh.exec('systemctl show -p ActiveState,SubState --value web.service web-announce.service flotilla-container-images.service', { timeoutMs: 60_000 });
       assert.deepEqual(state.stdout.trim().split('\n').filter(Boolean), ['active', 'running', 'active', 'running', 'active', 'exited']);
 
       // Stopping the service stops its sidekick (BindsTo): the record is revoked, the container gone.
@@ -122,17 +125,17 @@ test('a podman unit runs from the local image under the systemd runner, is annou
       // `deactivating` lasts seconds, and the container was seen listed while it did.
       await units.waitFor(['web.service', 'web-announce.service'], (rs) => rs.every((r) => r.active === 'inactive' || r.active === 'failed'), 10 * 60_000);
       assert.deepEqual((await listServices(conn.registry.etcd, prefix, 'web')).instances, []);
-      const stopped = await sshExec(ssh, 'systemctl show -p ActiveState --value web.service', 60_000);
+      const stopped = await ssh.exec('systemctl show -p ActiveState --value web.service', { timeoutMs: 60_000 });
       assert.match(stopped.stdout.trim(), /^(inactive|failed)$/);
-      const after = await sshExec(ssh, "sudo podman ps -a --format '{{.Names}}'", 120_000);
+      const after = await ssh.exec("sudo podman ps -a --format '{{.Names}}'", { timeoutMs: 120_000 });
       assert.equal(after.stdout.trim(), '');
-      const journal = await sshExec(ssh, 'sudo journalctl -u web-announce.service -o cat --no-pager', 60_000);
+      const journal = await ssh.exec('sudo journalctl -u web-announce.service -o cat --no-pager', { timeoutMs: 60_000 });
       assert.match(journal.stdout, /announced web\/[0-9a-f]+ http:\/\/[\d.]+:8080\/index\.html/);
       // systemd's own "Stopping ..." line may fall between the two (journal order, not ours).
       assert.match(journal.stdout, /SIGTERM: stopping\n(?:.*\n)*?.*withdrew web\//);
     } finally {
       await conn.close();
-      ssh.end();
+      await ssh.close();
     }
   } finally {
     const r = await cli('down', '--name', NAME);

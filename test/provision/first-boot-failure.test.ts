@@ -16,10 +16,11 @@ import { loadSpecObject } from '../../src/config/load';
 import { resolveSpec } from '../../src/config/validate';
 import { readTextFile } from '../../src/util/fs';
 import { FlotillaError } from '../../src/errors';
-import { clusterDir } from '../../src/provision/local/cluster';
+import { clusterDir } from '../../src/cluster/store';
 import { FirstBootFailedError, readConsole } from '../../src/provision/local/console';
 import { namespaceExists, runningPid } from '../../src/provision/local/qemu';
-import { downLocal, readRecord, upLocal, type PhaseEvent } from '../../src/provision/local/up';
+import { downLocal, upLocal, type PhaseEvent } from '../../src/provision/local/up';
+import { readRecord } from '../../src/cluster/store';
 import { testPublicKey } from '../helpers/spec';
 
 const NAME = 'fbfail';

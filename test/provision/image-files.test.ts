@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { ensureImage } from '../../src/provision/local/image';
 import { NODE_IMAGE_FILES } from '../../src/config/image-files';
-import { stateDir } from '../../src/provision/local/state';
+import { stateDir } from '../../src/cluster/state';
 
 const log = (msg: string): void => void process.stderr.write(`# ${msg}\n`);
 

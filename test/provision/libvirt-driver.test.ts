@@ -16,11 +16,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PKI } from '../../src/config/node-files';
-import { generateKeyPair, type HostKeyPair } from '../../src/config/ssh-keys';
+import { generateKeyPair, type HostKeyPair } from '../../src/ssh/keys';
 import { probeAccelerator, type AccelProbe } from '../../src/provision/local/accel';
 import { ensureImage, type ImageInfo } from '../../src/provision/local/image';
-import { HostKeyMismatchError, sshRun, waitForSsh, type SshAuth } from '../../src/provision/local/ssh';
-import { nodePkiFiles } from '../../src/provision/pki';
+import { HostKeyMismatchError, waitForSsh, type SshTarget } from '../../src/ssh';
+import { runOnce } from '../helpers/node-ssh';
+import { nodePkiFiles } from '../../src/cluster/pki';
 import { clusterLinks, domainName } from '../../src/provision/libvirt/domain-xml';
 import { destroy, list, nodeInfo } from '../../src/provision/libvirt/driver';
 import { clusterPkiProvider, nodePkiFilesFrom, type ClusterPkiOutputs } from '../../src/provision/pulumi/cluster-pki';
@@ -71,7 +72,8 @@ function freePort(): Promise<number> {
 describe('libvirt driver through the LibvirtDomain provider (real libvirtd)', { timeout: 30 * 60_000 }, () => {
   let image: ImageInfo;
   let accel: AccelProbe;
-  let auth: SshAuth;
+  let auth: { user: string; privateKey: string };
+  const target = (hostKeyLine: string = hostKey): SshTarget => ({ node: NODE, host: '127.0.0.1', port: sshPort, user: auth.user, hostKey: hostKeyLine, privateKey: auth.privateKey });
   let inputs: LibvirtDomainInputs;
   let outs: LibvirtDomainOutputs | undefined;
   let hostKey: string;
@@ -87,7 +89,7 @@ describe('libvirt driver through the LibvirtDomain provider (real libvirtd)', { 
     stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flotilla-lv-'));
     fs.chmodSync(stateDir, 0o711); // libvirt-qemu must reach the volumes and console log below it
     const key = generateKeyPair('libvirt-test@flotilla');
-    auth = { username: 'core', privateKey: key.privateKey };
+    auth = { user: 'core', privateKey: key.privateKey };
     spec = resolveStackSpec({ name: CLUSTER, platform: 'libvirt', nodeCount: 1 }, [key.publicKey.trim()]);
     // Host keys and PKI the way the stack makes them: the providers' create, directly.
     const hk = (await hostKeysProvider.create!({ cluster: CLUSTER, nodes: [NODE] })).outs as HostKeysOutputs;
@@ -156,29 +158,29 @@ describe('libvirt driver through the LibvirtDomain provider (real libvirtd)', { 
 
   it('boots from the rendered cloud-config and answers SSH with the pinned host key only', async () => {
     const started = Date.now();
-    const { attempts } = await waitForSsh('127.0.0.1', sshPort, hostKey, started + 6 * 60_000, { auth });
+    const { attempts } = await waitForSsh(target(), started + 6 * 60_000);
     const seconds = (Date.now() - started) / 1000;
     log(`SSH with the pinned key ${seconds.toFixed(1)} s after create returned (${attempts} attempts, ${accel.accel})`);
-    const res = await sshRun({ host: '127.0.0.1', port: sshPort }, hostKey, auth, 'hostname; ip -br -4 addr show cluster0; cat /etc/flotilla/fleetd.json');
+    const res = await runOnce(target(), 'hostname; ip -br -4 addr show cluster0; cat /etc/flotilla/fleetd.json');
     assert.equal(res.code, 0, res.stderr);
     const [hostname, addr] = res.stdout.split('\n');
     assert.equal(hostname, NODE);
     assert.match(addr!, /10\.99\.0\.11\/24/);
     const other = generateKeyPair('other').publicKey;
-    await assert.rejects(sshRun({ host: '127.0.0.1', port: sshPort }, other, auth, 'true'), HostKeyMismatchError);
+    await assert.rejects(runOnce(target(other), 'true'), HostKeyMismatchError);
   });
 
   it('NodeSecrets delivers the etcd TLS files and etcd starts with them', async () => {
     const files = nodePkiFilesFrom(pki, NODE, nodePkiFiles);
-    const secretInputs: NodeSecretsInputs = { node: NODE, host: '127.0.0.1', port: sshPort, user: 'core', hostPublicKey: hostKey, privateKey: auth.privateKey as string, files, timeoutMs: 120_000 };
+    const secretInputs: NodeSecretsInputs = { node: NODE, host: '127.0.0.1', port: sshPort, user: 'core', hostPublicKey: hostKey, privateKey: auth.privateKey, files, timeoutMs: 120_000 };
     assert.deepEqual((await nodeSecretsProvider.check!({}, secretInputs)).failures, []);
     const res = await nodeSecretsProvider.create!(secretInputs);
     assert.deepEqual((res.outs as { paths: string[] }).paths.sort(), files.map((f) => f.path).sort());
     const health = `for i in $(seq 60); do etcdctl --endpoints=https://10.99.0.11:2379 --cacert=${PKI.ca} --cert=${PKI.clientCert} --key=${PKI.clientKey} endpoint health 2>&1 && exit 0; sleep 1; done; exit 1`;
-    const r = await sshRun({ host: '127.0.0.1', port: sshPort }, hostKey, auth, `sudo -n sh -c '${health}'`, 120_000);
+    const r = await runOnce(target(), `sudo -n sh -c '${health}'`, 120_000);
     assert.equal(r.code, 0, `etcd not healthy: ${r.stdout} ${r.stderr}`);
     assert.match(r.stdout, /is healthy/);
-    const modes = await sshRun({ host: '127.0.0.1', port: sshPort }, hostKey, auth, `sudo -n stat -c '%a %n' ${PKI.etcdServerKey} ${PKI.ca}`);
+    const modes = await runOnce(target(), `sudo -n stat -c '%a %n' ${PKI.etcdServerKey} ${PKI.ca}`);
     assert.deepEqual(modes.stdout.trim().split('\n'), [`600 ${PKI.etcdServerKey}`, `644 ${PKI.ca}`]);
     const again = await nodeSecretsProvider.diff!('x', res.outs, secretInputs);
     assert.equal(again.changes, false, 'the same files are not delivered again');
@@ -186,7 +188,7 @@ describe('libvirt driver through the LibvirtDomain provider (real libvirtd)', { 
 
   it('flotilla verify (node and etcd suites) passes with the inventory the stack writes', async () => {
     const keyFile = path.join(stateDir, 'id_ed25519');
-    fs.writeFileSync(keyFile, auth.privateKey as string, { mode: 0o600 });
+    fs.writeFileSync(keyFile, auth.privateKey, { mode: 0o600 });
     const dir = path.join(stateDir, 'inventory');
     const inventory = buildInventory(spec, { [NODE]: { sshHost: '127.0.0.1', sshPort } }, { [NODE]: hostKey }, { dir, privateKeyFile: keyFile });
     const files = [
@@ -226,9 +228,9 @@ describe('libvirt driver through the LibvirtDomain provider (real libvirtd)', { 
     assert.match(virsh('dominfo', DOMAIN).stdout, /Max memory:\s+1048576 KiB/);
     assert.equal(virsh('domstate', DOMAIN).stdout.trim(), 'running');
     const started = Date.now();
-    await waitForSsh('127.0.0.1', sshPort, hostKey, started + 6 * 60_000, { auth });
+    await waitForSsh(target(), started + 6 * 60_000);
     log(`SSH again ${((Date.now() - started) / 1000).toFixed(1)} s after the restart`);
-    const mem = await sshRun({ host: '127.0.0.1', port: sshPort }, hostKey, auth, "awk '/MemTotal/ {print $2}' /proc/meminfo");
+    const mem = await runOnce(target(), "awk '/MemTotal/ {print $2}' /proc/meminfo");
     const kib = Number(mem.stdout.trim());
     assert.ok(kib > 900 * 1024 && kib <= 1024 * 1024, `guest sees ${kib} KiB`);
     // A changed first-boot config cannot be applied in place.

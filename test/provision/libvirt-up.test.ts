@@ -14,17 +14,21 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadSpecObject } from '../../src/config/load';
-import { generateKeyPair } from '../../src/config/ssh-keys';
+import { generateKeyPair } from '../../src/ssh/keys';
 import type { ResolvedSpec } from '../../src/config/spec';
 import { defaultPorts, domainName } from '../../src/provision/libvirt/domain-xml';
 import { libvirtDir, list } from '../../src/provision/libvirt/driver';
 import { libvirtMachinery } from '../../src/provision/libvirt/replace-node';
 import { downLibvirt, upLibvirt } from '../../src/provision/libvirt/up';
 import { replaceNodes } from '../../src/provision/replace';
-import { clusterDir } from '../../src/provision/local/cluster';
+import { clusterDir } from '../../src/cluster/store';
 import { ensureImage } from '../../src/provision/local/image';
-import { sshConnect, sshExec } from '../../src/provision/local/ssh';
-import { connectRecord, etcdctlCommand, nodeRunning, readRecord, sshAuth, sshEndpoint, type ClusterRecord, type PhaseEvent } from '../../src/provision/local/up';
+import { NodeConnection } from '../../src/ssh';
+import { etcdctlCommand, memberEtcdctl } from '../../src/cluster/etcdctl';
+import { nodeSshTarget } from '../../src/cluster/store';
+import { withNode } from '../helpers/node-ssh';
+import { connectRecord, nodeRunning, type PhaseEvent } from '../../src/provision/local/up';
+import { readRecord, type ClusterRecord } from '../../src/cluster/store';
 import { cli, cliProcess } from '../helpers/cli';
 import { ensureLibvirtd, libvirtQemuPids, stopLibvirtd, virsh } from '../fixtures/libvirtd';
 import { verifyReplaced } from '../../src/verify/verify';
@@ -138,26 +142,26 @@ describe('flotilla up --platform libvirt (real libvirtd, 2 domains)', { timeout:
       assert.match(xml, /<entry name='opt\/com\.coreos\/config' file='[^']+\/config\.ign'\/>/, 'Ignition config through fw_cfg');
     }
 
-    const [a, b] = record.nodes as [ClusterRecord['nodes'][number], ClusterRecord['nodes'][number]];
+    const rec = record;
+    const [a, b] = rec.nodes as [ClusterRecord['nodes'][number], ClusterRecord['nodes'][number]];
     for (const [n, peer] of [[a, b], [b, a]] as const) {
-      const c = await sshConnect(sshEndpoint(record, n), n.hostPublicKey, sshAuth(record), SLOW_MS, SLOW_MS);
-      try {
-        assert.equal((await sshExec(c, 'hostname', SLOW_MS)).stdout.trim(), n.name);
+      await withNode(rec, n, async (c) => {
+        assert.equal((await c.exec('hostname', { timeoutMs: SLOW_MS })).stdout.trim(), n.name);
         // Guest to guest over the cluster NIC: node2's frames go through node1's QEMU hub.
-        const ping = await sshExec(c, `ping -c 3 -W 5 ${peer.address}`, SLOW_MS);
+        const ping = await c.exec(`ping -c 3 -W 5 ${peer.address}`, { timeoutMs: SLOW_MS });
         assert.equal(ping.code, 0, `${n.name} -> ${peer.name}: ${ping.stdout}${ping.stderr}`);
         assert.match(ping.stdout, /3 received/);
         if (n === b) {
           // TLS to node1's etcd over the L2, with the client certificate delivered to node2.
-          const cmd = etcdctlCommand(record, 'endpoint health -w json').replace('https://127.0.0.1:', `https://${a.address}:`);
-          const health = await sshExec(c, cmd, SLOW_MS);
+          const cmd = etcdctlCommand('endpoint health -w json', memberEtcdctl(rec, { endpoints: [`https://${a.address}:${rec.clientPort}`] }));
+          const health = await c.exec(cmd, { sudo: true, timeoutMs: SLOW_MS });
           assert.equal(health.code, 0, health.stderr);
-          assert.deepEqual((JSON.parse(health.stdout) as Array<{ endpoint: string; health: boolean }>).map((h) => [h.endpoint, h.health]), [[`https://${a.address}:${record.clientPort}`, true]]);
+          assert.deepEqual((JSON.parse(health.stdout) as Array<{ endpoint: string; health: boolean }>).map((h) => [h.endpoint, h.health]), [[`https://${a.address}:${rec.clientPort}`, true]]);
         }
-      } finally {
-        c.end();
-      }
-      await assert.rejects(sshConnect(sshEndpoint(record, n), generateKeyPair('wrong').publicKey, sshAuth(record), SLOW_MS, SLOW_MS), /host key mismatch/);
+      }, { readyTimeoutMs: SLOW_MS });
+      const wrong = new NodeConnection({ ...nodeSshTarget(rec, n), hostKey: generateKeyPair('wrong').publicKey }, { readyTimeoutMs: SLOW_MS });
+      await assert.rejects(wrong.connect(), /host key mismatch/);
+      await wrong.close();
     }
 
     const conn = await connectRecord(record);
@@ -214,13 +218,8 @@ describe('flotilla up --platform libvirt (real libvirtd, 2 domains)', { timeout:
     assert.ok(newPid && newPid !== oldPid, `a new QEMU process: ${oldPid} -> ${newPid}`);
     // Wired as before: the same SSH forward, and node2 still reaches node1 over the cluster L2.
     assert.match(virsh('dumpxml', new2.domain!).stdout, new RegExp(`restrict=on,hostfwd=tcp:127\\.0\\.0\\.1:${new2.sshPort}-:22`));
-    const c = await sshConnect(sshEndpoint(after, new2), new2.hostPublicKey, sshAuth(after), SLOW_MS, SLOW_MS);
-    try {
-      const ping = await sshExec(c, `ping -c 3 -W 5 ${after.nodes[0]!.address}`, SLOW_MS);
-      assert.equal(ping.code, 0, ping.stdout + ping.stderr);
-    } finally {
-      c.end();
-    }
+    const ping = await withNode(after, new2, (c) => c.exec(`ping -c 3 -W 5 ${after.nodes[0]!.address}`, { timeoutMs: SLOW_MS }), { readyTimeoutMs: SLOW_MS });
+    assert.equal(ping.code, 0, ping.stdout + ping.stderr);
     record = after;
   });
 

@@ -19,7 +19,7 @@ import { clusterPkiProvider } from '../../src/provision/pulumi/cluster-pki';
 import { hostKeysProvider } from '../../src/provision/pulumi/host-keys';
 import { resolveStackSpec } from '../../src/provision/pulumi/plan';
 import { program } from '../../src/provision/pulumi/program';
-import { generateKeyPair } from '../../src/config/ssh-keys';
+import { generateKeyPair } from '../../src/ssh/keys';
 import { PROJECT_ROOT } from '../../src/provision/pulumi/dynamic';
 import { resolveInventory } from '../../src/cluster/inventory';
 import { pyYamlLoad } from '../helpers/pyyaml';

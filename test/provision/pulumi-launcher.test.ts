@@ -16,7 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
-import { generateKeyPair } from '../../src/config/ssh-keys';
+import { generateKeyPair } from '../../src/ssh/keys';
 import { PROJECT_ROOT } from '../../src/provision/pulumi/dynamic';
 import { loadInventoryFile } from '../../src/cluster/inventory';
 import { pyYamlLoad } from '../helpers/pyyaml';

@@ -216,7 +216,7 @@ export async function startMocks(opts: MockOptions = {}): Promise<MockRecorder> 
   return rec;
 }
 
-/** A checked key pair (src/config/ssh-keys.ts) as `{ public, private }` text, the shape tests use for an admin key. */
+/** A checked key pair (src/ssh/keys.ts) as `{ public, private }` text, the shape tests use for an admin key. */
 export function keyPairText(k: { publicKey: string; privateKey: string }): { public: string; private: string } {
   return { public: k.publicKey, private: k.privateKey };
 }

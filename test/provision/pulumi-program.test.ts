@@ -14,7 +14,7 @@ import { after, describe, it } from 'node:test';
 import * as pulumi from '@pulumi/pulumi';
 import { parse as parseYaml } from 'yaml';
 import { clusterPkiProvider } from '../../src/provision/pulumi/cluster-pki';
-import { generateKeyPair } from '../../src/config/ssh-keys';
+import { generateKeyPair } from '../../src/ssh/keys';
 import { PROJECT_ROOT } from '../../src/provision/pulumi/dynamic';
 import { hostKeysProvider } from '../../src/provision/pulumi/host-keys';
 import { libvirtDomainProvider } from '../../src/provision/pulumi/libvirt-domain';

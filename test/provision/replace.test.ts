@@ -10,17 +10,19 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import type { Client } from 'ssh2';
 import { loadSpecObject } from '../../src/config/load';
-import { generateKeyPair } from '../../src/config/ssh-keys';
+import { generateKeyPair } from '../../src/ssh/keys';
 import type { ResolvedSpec } from '../../src/config/spec';
-import { clusterDir } from '../../src/provision/local/cluster';
+import { clusterDir } from '../../src/cluster/store';
 import { ensureImage } from '../../src/provision/local/image';
 import { clusterNamespace } from '../../src/provision/local/qemu-args';
 import { namespaceExists, runningPid } from '../../src/provision/local/qemu';
 import { localMachinery } from '../../src/provision/local/replace-node';
-import { sshConnect, sshExec } from '../../src/provision/local/ssh';
-import { connectRecord, downLocal, etcdctlCommand, readRecord, sshAuth, sshEndpoint, upLocal, type ClusterRecord } from '../../src/provision/local/up';
+import type { NodeConnection } from '../../src/ssh';
+import { etcdctlCommand, memberEtcdctl } from '../../src/cluster/etcdctl';
+import { withNode } from '../helpers/node-ssh';
+import { connectRecord, downLocal, upLocal } from '../../src/provision/local/up';
+import { readRecord, type ClusterRecord } from '../../src/cluster/store';
 import { replaceNodes, type NodeReplacement, type ReplaceEvent } from '../../src/provision/replace';
 import { parseEndpointStatus, parseMemberList } from '../../src/provision/replace-plan';
 import { verifyReplaced } from '../../src/verify/verify';
@@ -48,18 +50,13 @@ function testSpec(): ResolvedSpec {
   return { ...spec, ssh: { ...spec.ssh, authorizedKeys: [] } };
 }
 
-async function withMember<T>(record: ClusterRecord, not: string, fn: (c: Client) => Promise<T>): Promise<T> {
+async function withMember<T>(record: ClusterRecord, not: string, fn: (c: NodeConnection) => Promise<T>): Promise<T> {
   const n = record.nodes.find((x) => x.name !== not && x.etcdMember)!;
-  const c = await sshConnect(sshEndpoint(record, n), n.hostPublicKey, sshAuth(record), 30_000);
-  try {
-    return await fn(c);
-  } finally {
-    c.end();
-  }
+  return withNode(record, n, fn);
 }
 
-async function etcdctlOut(c: Client, record: ClusterRecord, args: string): Promise<string> {
-  const r = await sshExec(c, etcdctlCommand(record, args), 120_000);
+async function etcdctlOut(c: NodeConnection, record: ClusterRecord, args: string): Promise<string> {
+  const r = await c.exec(etcdctlCommand(args, memberEtcdctl(record)), { sudo: true, timeoutMs: 120_000 });
   assert.equal(r.code, 0, `etcdctl ${args}: ${r.stderr}`);
   return r.stdout;
 }

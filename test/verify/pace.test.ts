@@ -8,7 +8,7 @@ import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { generateHostKey } from '../../src/config/ssh-keys';
+import { generateHostKey } from '../../src/ssh/keys';
 import { EMULATED_TIME_SCALE, loadInventoryText, timeScale } from '../../src/cluster/inventory';
 import { runCheck } from '../../src/verify/runner';
 import { scaledSshOptions, type VerifyCluster } from '../../src/verify/cluster';

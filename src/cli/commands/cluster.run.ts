@@ -3,11 +3,13 @@
  * (declarations: cluster.ts), and the spec from flags that `chaos` and `smoke` share.
  */
 import { spawnSync } from 'node:child_process';
-import { generateKeyPair } from '../../config/ssh-keys';
+import { generateKeyPair } from '../../ssh/keys';
+import { opensshArgv } from '../../ssh/openssh';
 import { FlotillaError } from '../../errors';
 import { loadSpecFile } from '../../config/load';
 import { CONFIG_FORMATS } from '../../config/spec';
-import { downLocal, listClusters, nodeRunning, readRecord, resolveClusterName, upLocal, connectRecord, PHASES, type ClusterRecord, type PhaseEvent } from '../../provision/local/up';
+import { downLocal, nodeRunning, upLocal, connectRecord, type PhaseEvent } from '../../provision/local/up';
+import { listClusters, readRecord, resolveClusterName, PHASES, type ClusterRecord } from '../../cluster/store';
 import { defaultLocalSpec } from '../../provision/local/spec-default';
 import { downLibvirt, upLibvirt } from '../../provision/libvirt/up';
 import { choiceOpt, intOpt, stringOpt, type CliIO, type CommandRun, type ParsedCommand } from '../command';
@@ -141,12 +143,9 @@ export const ssh: CommandRun = async (p) => {
   if (!nodeName) throw new FlotillaError('usage', `flotilla ssh: give a node (${r.nodes.map((n) => n.name).join(', ')})`);
   const node = r.nodes.find((n) => n.name === nodeName);
   if (!node) throw new FlotillaError('not-found', `cluster ${name} has no node ${nodeName} (nodes: ${r.nodes.map((n) => n.name).join(', ')})`);
-  const args = [
-    ...(r.netns ? ['netns', 'exec', r.netns] : []), 'ssh', '-i', r.sshKeyFile, '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${r.knownHostsFile}`, '-o', 'StrictHostKeyChecking=yes',
-    '-o', 'LogLevel=ERROR', '-p', String(node.sshPort), ...(p.rest.length ? [] : ['-t']), `${r.user}@127.0.0.1`, ...p.rest,
-  ];
-  const res = r.netns ? spawnSync('ip', args, { stdio: 'inherit' }) : spawnSync(args[0]!, args.slice(1), { stdio: 'inherit' });
-  if (res.error) throw new FlotillaError('missing-tool', `cannot run ip/ssh: ${res.error.message}`);
+  const argv = opensshArgv({ host: '127.0.0.1', port: node.sshPort, user: r.user, keyFile: r.sshKeyFile, knownHostsFile: r.knownHostsFile, ...(r.netns ? { netns: r.netns } : {}) }, p.rest);
+  const res = spawnSync(argv[0]!, argv.slice(1), { stdio: 'inherit' });
+  if (res.error) throw new FlotillaError('missing-tool', `cannot run ${argv[0]}: ${res.error.message}`);
   // ssh's own status: the remote command's, or 255 when ssh failed.
   return res.status ?? EXIT_NO_STATUS;
 };

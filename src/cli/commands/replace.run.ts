@@ -1,7 +1,7 @@
 /** `flotilla replace`: the implementation, loaded when the command runs (declaration: replace.ts). */
 import { FlotillaError } from '../../errors';
 import { loadSpecFile } from '../../config/load';
-import { readRecord, resolveClusterName } from '../../provision/local/up';
+import { readRecord, resolveClusterName } from '../../cluster/store';
 import { localMachinery } from '../../provision/local/replace-node';
 import { libvirtMachinery } from '../../provision/libvirt/replace-node';
 import { replaceNodes, type ReplaceEvent } from '../../provision/replace';

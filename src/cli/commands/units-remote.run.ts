@@ -6,7 +6,7 @@
 import { FlotillaError } from '../../errors';
 import { VerifyCluster } from '../../verify/cluster';
 import { findInventory } from '../../cluster/inventory';
-import { shq } from '../../verify/ssh';
+import { shq } from '../../ssh';
 import { fleetView } from '../../verify/suites/fleet';
 import { intOpt, stringOpt, type CommandRun, type ParsedCommand } from '../command';
 import { EXIT_OK, EXIT_REMOTE_NO_STATUS, exitStatus } from '../exit-codes';

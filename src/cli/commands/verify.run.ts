@@ -2,6 +2,7 @@
 import { writeFileAtomic } from '../../util/fs';
 import { loadTestModules } from '../../verify/checks/api';
 import { findInventory, registerInventoryProvider } from '../../cluster/inventory';
+import { readSavedSpec } from '../../cluster/store';
 import { localInventoryProvider } from '../../provision/local/inventory';
 import { FORMATS, HumanReporter, formatReport } from '../../verify/report';
 import { parseSuites } from '../../verify/suites';
@@ -26,8 +27,11 @@ export const run: CommandRun = async (p, io) => {
   const timeout = intOpt(p, 'timeout', cmd, 1);
   const failoverTimeout = intOpt(p, 'failover-timeout', cmd, 1);
   const artifacts = stringOpt(p, 'artifacts', cmd);
+  // The exact spec the nodes were rendered from (TCG raises and format included), when up saved it.
+  const spec = cluster ? readSavedSpec(cluster) : undefined;
   const { report } = await runVerify({
     inventory,
+    ...(spec ? { spec } : {}),
     ...(suites ? { suites } : {}),
     ...(p.values.checks ? { checksFiles: p.values.checks as string[] } : {}),
     ...(tests.length ? { tests } : {}),

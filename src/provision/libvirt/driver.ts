@@ -23,7 +23,7 @@ import type { RenderedNode } from '../../config/render';
 import type { ImageInfo } from '../local/image';
 import type { Accelerator } from '../local/qemu-args';
 import { writeFirstBoot } from '../local/qemu';
-import { stateDir } from '../local/state';
+import { stateDir } from '../../cluster/state';
 import {
   domainName,
   domainUuid,

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FlotillaError } from '../../errors';
 import { writeFileAtomic } from '../../util/fs';
-import { clusterDir } from '../local/cluster';
+import { nodeDir } from '../../cluster/store';
 import { getImage } from '../local/image';
 import type { NodeMachinery } from '../replace';
 import { defineAndStart, destroy, firstBootDocs, libvirtPidFile, nodeImageOf, type LibvirtNodeDesc } from './driver';
@@ -18,7 +18,7 @@ import { defineAndStart, destroy, firstBootDocs, libvirtPidFile, nodeImageOf, ty
 export type SavedLibvirtNode = Omit<LibvirtNodeDesc, 'firstBoot'>;
 
 export function savedNodeFile(cluster: string, node: string): string {
-  return path.join(clusterDir(cluster), node, 'libvirt.json');
+  return path.join(nodeDir(cluster, node), 'libvirt.json');
 }
 
 export function saveLibvirtNode(desc: LibvirtNodeDesc): void {

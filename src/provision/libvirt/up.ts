@@ -12,8 +12,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FlotillaError } from '../../errors';
-import { clusterDir } from '../local/cluster';
-import { readRecord, upCluster, type LaunchedNode, type Launcher, type UpOptions, type UpResult } from '../local/up';
+import { clusterDir } from '../../cluster/store';
+import { upCluster, type LaunchedNode, type Launcher, type UpOptions, type UpResult } from '../local/up';
+import { readRecord } from '../../cluster/store';
 import { clusterLinks, defaultPorts, domainName } from './domain-xml';
 import { defineAndStart, destroy, firstBootDocs, libvirtDir, libvirtPidFile, list, nodeImageOf, type LibvirtNodeDesc } from './driver';
 import { saveLibvirtNode } from './replace-node';

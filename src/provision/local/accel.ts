@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Accelerator } from './qemu-args';
-import { runDir } from './state';
+import { runDir } from '../../cluster/state';
 
 export interface AccelProbe {
   accel: Accelerator;

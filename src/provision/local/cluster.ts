@@ -13,8 +13,8 @@ import type { ImageInfo } from './image';
 import { ConsoleWatch, readConsole, type ConsoleMarker } from './console';
 import { clusterMulticast, clusterNamespace, type Accelerator, type QemuNodeDesc } from './qemu-args';
 import { cpuSeconds, createNamespace, createOverlay, deleteNamespace, launchNode, namespaceExists, runningPid, stopNode, writeFirstBoot, type LaunchedNode } from './qemu';
-import { clustersDir } from './state';
-import { waitForSsh, type SshAuth } from './ssh';
+import { clusterDir, nodeDir } from '../../cluster/store';
+import { waitForSsh, type SshTarget } from '../../ssh';
 
 /** Guest SSH is forwarded from 127.0.0.1:(SSH_PORT_BASE + node index) inside the cluster's namespace. */
 export const SSH_PORT_BASE = 2201;
@@ -52,10 +52,6 @@ export interface StartClusterOptions {
   memoryMiB?: number;
   /** Extra kernel command-line words. */
   extraCmdline?: string[];
-}
-
-export function clusterDir(cluster: string): string {
-  return path.join(clustersDir(), cluster);
 }
 
 /** Creates the namespace, overlays and first-boot media, and starts every node's QEMU. */
@@ -120,7 +116,7 @@ const NODE_DESC_FILE = 'qemu.json';
 /** The QEMU description a node was launched with (written by startCluster), if any. */
 export function readNodeDesc(cluster: string, node: string): QemuNodeDesc | undefined {
   try {
-    return JSON.parse(fs.readFileSync(path.join(clusterDir(cluster), node, NODE_DESC_FILE), 'utf8')) as QemuNodeDesc;
+    return JSON.parse(fs.readFileSync(path.join(nodeDir(cluster, node), NODE_DESC_FILE), 'utf8')) as QemuNodeDesc;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new FlotillaError('invalid-input', `cluster ${cluster} node ${node}: unreadable ${NODE_DESC_FILE}: ${(err as Error).message}`);
@@ -162,18 +158,27 @@ export async function destroyCluster(name: string, opts: { keepFiles?: boolean }
   return stopped;
 }
 
+/** Who logs in to a node, with which key. */
+export interface LoginKey {
+  user: string;
+  privateKey: string | Buffer;
+}
+
+/** How to reach a node of a started cluster over SSH (its forward in the cluster's namespace, its pinned key). */
+export function localNodeTarget(cluster: Pick<LocalCluster, 'netns'>, node: Pick<LocalNode, 'name' | 'sshPort' | 'hostPublicKey'>, login: LoginKey): SshTarget {
+  return { node: node.name, host: '127.0.0.1', port: node.sshPort, user: login.user, hostKey: node.hostPublicKey, privateKey: login.privateKey, netns: cluster.netns };
+}
+
 /** Waits for one node's SSH (pinned host key, a real command) and returns seconds since its launch. */
 export async function waitNodeSsh(
   cluster: LocalCluster,
   node: LocalNode,
-  auth: SshAuth,
+  auth: LoginKey,
   timeoutMs: number,
   onAttempt?: (attempt: number, error: string) => void,
 ): Promise<number> {
   const watch = new ConsoleWatch(node.name, node.consoleLog, node.launchedAt);
-  await waitForSsh('127.0.0.1', node.sshPort, node.hostPublicKey, node.launchedAt + timeoutMs, {
-    auth,
-    netns: cluster.netns,
+  await waitForSsh(localNodeTarget(cluster, node, auth), node.launchedAt + timeoutMs, {
     // The image reports on its console when sshd listens and the uplink has its address.
     readyHint: () => watch.markers().ssh !== undefined,
     ...(onAttempt ? { onAttempt } : {}),

@@ -25,7 +25,7 @@ import { cpioNewc, type CpioEntry } from './cpio';
 import { haveTool, removeTree, runTool } from './exec';
 import { extractVmlinux } from './kernel';
 import { baseRecipeHash, defaultRecipe, recipeHash, type BaseRecipe, type ImageRecipe } from './recipe';
-import { debCacheDir, imagesDir, stateDir } from './state';
+import { debCacheDir, imagesDir, stateDir } from '../../cluster/state';
 import { sleep } from '../../util/async';
 
 export interface StepTiming {

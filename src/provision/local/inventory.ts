@@ -9,9 +9,8 @@ import { PKI } from '../../config/node-files';
 import { servicesPrefix } from '../../config/key-layout';
 import { writeFileAtomic } from '../../util/fs';
 import type { Inventory, Pace } from '../../cluster/inventory';
-import { readPki } from '../pki';
-import { clusterDir } from './cluster';
-import { readRecord, type ClusterRecord, type NodeRecord } from './up';
+import { readPki } from '../../cluster/pki';
+import { clusterFiles, readRecord, type ClusterRecord, type NodeRecord } from '../../cluster/store';
 
 /** True when the node's running QEMU (local or libvirt's) emulates its CPU (TCG); undefined when it is not running. */
 export function nodeEmulated(node: Pick<NodeRecord, 'pidFile'>): boolean | undefined {
@@ -32,12 +31,12 @@ export function clusterPace(record: Pick<ClusterRecord, 'nodes'>): Pace | undefi
 }
 
 export function inventoryFromRecord(record: ClusterRecord): Inventory {
-  const dir = clusterDir(record.name);
+  const files = clusterFiles(record.name);
   let tls: Inventory['etcd']['tls'];
   if (record.tls) {
-    const pki = readPki(path.join(dir, 'pki.json'));
+    const pki = readPki(files.pki);
     if (pki) {
-      const pkiDir = path.join(dir, 'pki');
+      const pkiDir = files.hostPki;
       const caFile = path.join(pkiDir, 'ca.crt');
       const certFile = path.join(pkiDir, 'client.crt');
       const keyFile = path.join(pkiDir, 'client.key');
@@ -48,7 +47,8 @@ export function inventoryFromRecord(record: ClusterRecord): Inventory {
     }
   }
   const scheme = record.tls ? 'https' : 'http';
-  const pace = clusterPace(record);
+  // The accelerator up launched with; records from before it was kept are read from the live QEMU.
+  const pace: Pace | undefined = record.accelerator ? (record.accelerator === 'tcg' ? 'emulated' : 'native') : clusterPace(record);
   return {
     name: record.name,
     ...(pace ? { pace } : {}),

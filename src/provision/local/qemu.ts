@@ -14,7 +14,6 @@ import { qemuArgs, type FirstBootConfig, type QemuNodeDesc } from './qemu-args';
 
 export { probeAccelerator, type AccelProbe } from './accel';
 export { clusterMulticast, clusterNamespace, qemuArgs, type Accelerator, type QemuNodeDesc } from './qemu-args';
-export { waitForSsh } from './ssh';
 
 const NETNS_PREFIX = 'flotilla-';
 

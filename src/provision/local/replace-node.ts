@@ -9,7 +9,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FlotillaError } from '../../errors';
 import type { NodeMachinery } from '../replace';
-import { clusterDir, readNodeDesc } from './cluster';
+import { nodeDir } from '../../cluster/store';
+import { readNodeDesc } from './cluster';
 import { getImage } from './image';
 import { clusterMulticast, clusterNamespace, type QemuNodeDesc } from './qemu-args';
 import { createOverlay, launchNode, namespaceExists, stopNode, writeFirstBoot } from './qemu';
@@ -27,7 +28,7 @@ export const localMachinery: NodeMachinery = {
 
   async destroy(record, node) {
     const stopped = await stopNode(node.pidFile, { graceMs: 3000 });
-    const dir = path.join(clusterDir(record.name), node.name);
+    const dir = nodeDir(record.name, node.name);
     for (const f of PER_VM_FILES) fs.rmSync(path.join(dir, f), { force: true });
     return { stopped };
   },
@@ -37,7 +38,7 @@ export const localMachinery: NodeMachinery = {
     if (!namespaceExists(netns)) throw new FlotillaError('not-found', `cluster ${record.name}: network namespace ${netns} is gone; the other nodes cannot be running (run 'flotilla status --name ${record.name}')`);
     const n = spec.nodes.find((x) => x.name === node.name);
     if (!n) throw new FlotillaError('internal', `node ${node.name} is not in the spec`);
-    const dir = path.join(clusterDir(record.name), node.name);
+    const dir = nodeDir(record.name, node.name);
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const disk = path.join(dir, 'disk.qcow2');
     await createOverlay(image.disk, disk);

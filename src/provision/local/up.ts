@@ -7,31 +7,29 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Client } from 'ssh2';
-import { generateKeyPair } from '../../config/ssh-keys';
 import { FlotillaError } from '../../errors';
-import { PATHS, PKI, etcdEndpoints } from '../../config/node-files';
+import { etcdEndpoints } from '../../config/node-files';
 import { renderCluster, type RenderedNode } from '../../config/render';
 import { ensureSecrets, readSecrets, writeSecrets } from '../../config/secrets';
 import type { ConfigFormat, ResolvedSpec } from '../../config/spec';
-import { Registry } from '../../units/registry';
 import { writeFileAtomic } from '../../util/fs';
 import { sleep } from '../../util/async';
-import { generatePki, installScript, nodePkiFiles, readPki, writePki, type ClusterPki } from '../pki';
+import { generatePki, readPki, writePki, type ClusterPki } from '../../cluster/pki';
 import { libvirtQemuPid } from '../libvirt/driver';
-import { clusterDir, destroyCluster, startCluster } from './cluster';
+import { destroyCluster, startCluster } from './cluster';
 import { FirstBootFailedError, FirstBootWatch } from './console';
 import { probeAccelerator } from './accel';
 import { tuneForEmulation } from './tcg';
 import { ensureImage, type BuildProgress, type ImageInfo } from './image';
 import type { Accelerator } from './qemu-args';
 import { cpuSeconds, runningPid } from './qemu';
-import { sshConnect, sshExec, waitForSsh, type SshAuth } from './ssh';
-import { openTunnel, type Tunnel } from './tunnel';
+import { NodeConnection } from '../../ssh';
+import { deliverSecrets, nodeFailure, waitFirstBoot, waitKernel, waitSsh, type BootingNode } from '../bring-up';
+import { etcdctlCommand, memberEtcdctl } from '../../cluster/etcdctl';
+import { connectRegistry, type RecordConnection } from '../../cluster/registry-connection';
+import { clusterDir, clusterFiles, ensureClientKey, nodeSshTarget, readRecord, writeKnownHosts, writeRecord, writeSavedSpec, type ClusterRecord, type NodeRecord, type Phase } from '../../cluster/store';
 
 
-export const PHASES = ['image', 'render', 'launch', 'kernel', 'ssh', 'first-boot', 'secrets', 'etcd', 'agents'] as const;
-export type Phase = (typeof PHASES)[number];
 
 export interface PhaseEvent {
   phase: Phase;
@@ -41,47 +39,6 @@ export interface PhaseEvent {
   detail?: string;
 }
 
-export interface NodeRecord {
-  name: string;
-  address: string;
-  role: string;
-  etcdMember: boolean;
-  metadata: Record<string, string>;
-  sshPort: number;
-  hostPublicKey: string;
-  /** QEMU's pidfile: Flotilla's (local), or libvirt's for the domain. */
-  pidFile: string;
-  /** libvirt platform: the node's domain (its QEMU is libvirt's child, not ours). */
-  domain?: string;
-  consoleLog: string;
-  /** From the registry once the agent registered. */
-  machineId?: string;
-}
-
-export interface ClusterRecord {
-  version: 1;
-  name: string;
-  platform: 'local' | 'libvirt';
-  format: ConfigFormat;
-  /** Namespace the SSH forwards live in (local); absent: this host's 127.0.0.1 (libvirt). */
-  netns?: string;
-  createdAt: string;
-  user: string;
-  /** Client key Flotilla generated for this cluster (authorized on every node). */
-  sshKeyFile: string;
-  knownHostsFile: string;
-  tls: boolean;
-  keyPrefix: string;
-  clientPort: number;
-  /** Cluster-network endpoints (reachable from the nodes, or through a tunnel). */
-  etcdEndpoints: string[];
-  nodes: NodeRecord[];
-  /** Seconds after each node's launch at which it reached each milestone. */
-  timeline: Record<string, Partial<Record<Phase, number>>>;
-  phases: Array<{ phase: Phase; seconds: number }>;
-  /** QEMU CPU-seconds per node when the cluster was ready. */
-  cpuSeconds: Record<string, number>;
-}
 
 export interface UpOptions {
   spec: ResolvedSpec;
@@ -160,44 +117,6 @@ export const localLauncher: Launcher = {
   },
 };
 
-const files = (name: string) => {
-  const dir = clusterDir(name);
-  return {
-    dir,
-    record: path.join(dir, 'cluster.json'),
-    key: path.join(dir, 'ssh', 'id_ed25519'),
-    knownHosts: path.join(dir, 'ssh', 'known_hosts'),
-    secrets: path.join(dir, 'secrets.json'),
-    pki: path.join(dir, 'pki.json'),
-  };
-};
-
-export function readRecord(name: string): ClusterRecord | undefined {
-  try {
-    return JSON.parse(fs.readFileSync(files(name).record, 'utf8')) as ClusterRecord;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new FlotillaError('invalid-input', `${files(name).record}: unreadable cluster record: ${(err as Error).message}`);
-  }
-}
-
-/** Names of the local clusters with a record. */
-export function listClusters(): string[] {
-  const dir = path.dirname(clusterDir('x'));
-  try {
-    return fs.readdirSync(dir).filter((n) => fs.existsSync(path.join(dir, n, 'cluster.json'))).sort();
-  } catch {
-    return [];
-  }
-}
-
-/** `--name` default: the one local cluster, if there is exactly one. */
-export function resolveClusterName(name: string | undefined): string {
-  if (name) return name;
-  const all = listClusters();
-  if (all.length === 1) return all[0]!;
-  throw new FlotillaError('usage', all.length === 0 ? 'no local cluster; run flotilla up' : `several local clusters (${all.join(', ')}); pass --name`);
-}
 
 /** The node's live QEMU process, if any. */
 export function nodePid(n: Pick<NodeRecord, 'pidFile' | 'domain'>): number | undefined {
@@ -208,46 +127,6 @@ export function nodeRunning(n: NodeRecord): boolean {
   return nodePid(n) !== undefined;
 }
 
-function clusterKey(file: string): { privateKey: string; publicKey: string } {
-  if (!fs.existsSync(file)) {
-    const k = generateKeyPair('flotilla-cluster-key');
-    writeFileAtomic(file, k.privateKey, 0o600);
-    writeFileAtomic(`${file}.pub`, `${k.publicKey}\n`, 0o644);
-  }
-  return { privateKey: fs.readFileSync(file, 'utf8'), publicKey: fs.readFileSync(`${file}.pub`, 'utf8').trim() };
-}
-
-export function sshAuth(record: ClusterRecord): SshAuth {
-  return { username: record.user, privateKey: fs.readFileSync(record.sshKeyFile) };
-}
-
-/** Runs a root shell script on a node (heredoc, so the script needs no quoting). */
-async function runScript(client: Client, script: string, timeoutMs: number): Promise<void> {
-  if (script.includes('FLOTILLA_SCRIPT_EOF')) throw new FlotillaError('internal', 'script contains its own delimiter');
-  const r = await sshExec(client, `sudo sh -s <<'FLOTILLA_SCRIPT_EOF'\n${script}FLOTILLA_SCRIPT_EOF\n`, timeoutMs);
-  if (r.code !== 0) throw new FlotillaError('external', `script failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
-}
-
-/** The etcdctl invocation on a node, with the cluster's client certificate when TLS is on. */
-export function etcdctlCommand(record: Pick<ClusterRecord, 'tls' | 'clientPort'>, args: string): string {
-  const scheme = record.tls ? 'https' : 'http';
-  const tls = record.tls ? ` --cacert=${PKI.ca} --cert=${PKI.clientCert} --key=${PKI.clientKey}` : '';
-  return `sudo env ETCDCTL_API=3 etcdctl --endpoints=${scheme}://127.0.0.1:${record.clientPort}${tls} ${args}`;
-}
-
-function consoleTail(file: string, lines = 15): string {
-  try {
-    return fs.readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no console output)';
-  }
-}
-
-/** Fails with the node's console log named (and its tail shown), the way every node failure should read. */
-function nodeFailure(node: NodeRecord, what: string, cause?: unknown): FlotillaError {
-  const why = cause ? `: ${(cause as Error).message}` : '';
-  return new FlotillaError('external', `node ${node.name}: ${what}${why}\nconsole log: ${node.consoleLog}\n--- last lines ---\n${consoleTail(node.consoleLog)}`, [], cause ? { cause } : undefined);
-}
 
 export async function upLocal(opts: UpOptions): Promise<UpResult> {
   return upCluster(opts, localLauncher);
@@ -257,7 +136,7 @@ export async function upLocal(opts: UpOptions): Promise<UpResult> {
 export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<UpResult> {
   const spec0 = opts.spec;
   const name = spec0.name;
-  const f = files(name);
+  const f = clusterFiles(name);
   const progress = opts.progress ?? (() => undefined);
   const timeoutMs = opts.timeoutMs ?? 10 * 60_000;
   const existing = readRecord(name);
@@ -290,7 +169,7 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
   const accel = await probeAccelerator(image);
   progress({ phase: 'launch', state: 'info', detail: `accelerator ${accel.accel} (${accel.reason})` });
   fs.mkdirSync(f.dir, { recursive: true, mode: 0o700 });
-  const key = clusterKey(f.key);
+  const key = ensureClientKey(name);
   let spec: ResolvedSpec = { ...spec0, ssh: { ...spec0.ssh, authorizedKeys: [...new Set([...spec0.ssh.authorizedKeys, key.publicKey])] } };
   if (accel.accel === 'tcg') {
     const tuned = tuneForEmulation(spec);
@@ -307,7 +186,7 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
       const secrets = ensureSecrets(spec, readSecrets(f.secrets));
       writeSecrets(f.secrets, secrets);
       // `flotilla replace` renders nodes again from the spec the cluster was made with (0600: snippets may hold secrets).
-      writeFileAtomic(path.join(f.dir, 'spec.json'), `${JSON.stringify(spec, null, 2)}\n`, 0o600);
+      writeSavedSpec(name, spec);
       let pki: ClusterPki | undefined;
       if (spec.etcd.tls) {
         pki = readPki(f.pki) ?? (await generatePki(spec));
@@ -334,6 +213,7 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
     keyPrefix: spec.agent.keyPrefix,
     clientPort: spec.etcd.clientPort,
     etcdEndpoints: etcdEndpoints(spec),
+    accelerator: accel.accel,
     nodes: cluster.nodes.map((n) => {
       const s = spec.nodes.find((x) => x.name === n.name)!;
       const hostPublicKey = rendered.find((r) => r.node === n.name)!.hostPublicKey;
@@ -350,8 +230,8 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
     if (r.networkConfig) writeFileAtomic(path.join(ndir, 'rendered.network-config'), r.networkConfig, 0o600);
   }
   // Known before anything else can fail, so `down` and `ssh` always work on what was launched.
-  writeFileAtomic(f.knownHosts, record.nodes.map((n) => `[127.0.0.1]:${n.sshPort} ${n.hostPublicKey}`).join('\n') + '\n', 0o644);
-  writeFileAtomic(f.record, `${JSON.stringify(record, null, 2)}\n`, 0o644);
+  writeKnownHosts(record);
+  writeRecord(record);
 
   const byName = new Map(record.nodes.map((n) => [n.name, n]));
   const since = (node: string) => (Date.now() - cluster.nodes.find((n) => n.name === node)!.launchedAt) / 1000;
@@ -360,77 +240,40 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
     record.timeline[node]![p] = Math.round(s * 10) / 10;
     progress({ phase: p, state: 'info', seconds: s, detail: node });
   };
-  const clients = new Map<string, Client>();
+  const clients = new Map<string, NodeConnection>();
   // Every node's console, read by every wait until first boot is done: a failed first boot on any
   // node (Ignition, cloud-init, the image's failure marker) ends all the waits within a poll.
   const boot = new FirstBootWatch(cluster.nodes);
   try {
+    const booting = new Map(
+      cluster.nodes.map((l) => [l.name, { record, node: byName.get(l.name)!, deadline: l.launchedAt + timeoutMs, boot, running: () => nodeRunning(byName.get(l.name)!), privateKey: key.privateKey } satisfies BootingNode]),
+    );
+    const eachNode = (fn: (b: BootingNode) => Promise<void>) => Promise.all([...booting.values()].map(fn));
     await phase('kernel', () =>
-      Promise.all(
-        cluster.nodes.map(async (n) => {
-          const deadline = n.launchedAt + timeoutMs;
-          while (!(fs.existsSync(n.consoleLog) && fs.statSync(n.consoleLog).size > 0)) {
-            const failed = boot.failure();
-            if (failed) throw failed;
-            if (!nodeRunning(byName.get(n.name)!)) throw nodeFailure(byName.get(n.name)!, 'QEMU exited before the kernel printed anything');
-            if (Date.now() > deadline) throw nodeFailure(byName.get(n.name)!, 'no console output');
-            await sleep(100);
-          }
-          mark(n.name, 'kernel');
-        }),
-      ),
+      eachNode(async (b) => {
+        await waitKernel(b);
+        mark(b.node.name, 'kernel');
+      }),
     );
-    const auth: SshAuth = { username: spec.ssh.user, privateKey: key.privateKey };
     await phase('ssh', () =>
-      Promise.all(
-        cluster.nodes.map(async (l) => {
-          const n = byName.get(l.name)!;
-          try {
-            await waitNodeSsh(record, n, l.launchedAt + timeoutMs, auth, boot);
-          } catch (err) {
-            if (FirstBootFailedError.is(err)) throw err;
-            throw nodeFailure(n, 'never answered SSH with its pinned host key', err);
-          }
-          mark(n.name, 'ssh');
-          clients.set(n.name, await sshConnect(sshEndpoint(record, n), n.hostPublicKey, auth, 30_000));
-        }),
-      ),
+      eachNode(async (b) => {
+        clients.set(b.node.name, await waitSsh(b));
+        mark(b.node.name, 'ssh');
+      }),
     );
-    const flag = format === 'ignition' ? '/var/lib/flotilla/ignition.done' : '/var/lib/cloud/instance/boot-finished';
     await phase('first-boot', () =>
-      Promise.all(
-        record.nodes.map(async (n) => {
-          const c = clients.get(n.name)!;
-          const wait = await boot.guard(sshExec(c, `for i in $(seq ${Math.ceil(timeoutMs / 500)}); do [ -e ${flag} ] && break; sleep 0.5; done; test -e ${flag}`, timeoutMs + 10_000));
-          if (wait.code !== 0) throw nodeFailure(n, `first-boot config did not finish (${flag} missing)`);
-          if (format === 'cloud-config') {
-            const res = await sshExec(c, 'cat /run/cloud-init/result.json', 30_000);
-            let errors: string[] = [];
-            try {
-              errors = (JSON.parse(res.stdout) as { v1?: { errors?: string[] } }).v1?.errors ?? [];
-            } catch {
-              errors = [`unreadable /run/cloud-init/result.json: ${res.stderr.trim()}`];
-            }
-            if (errors.length) throw nodeFailure(n, `cloud-init reported errors: ${errors.join('; ')}`);
-          }
-          mark(n.name, 'first-boot');
-        }),
-      ),
+      eachNode(async (b) => {
+        await waitFirstBoot(b, clients.get(b.node.name)!);
+        mark(b.node.name, 'first-boot');
+      }),
     );
     await phase(
       'secrets',
       () =>
-        Promise.all(
-          record.nodes.map(async (n) => {
-            const script = pki ? installScript(nodePkiFiles(pki, n.name), PATHS.pkiReady) : `set -eu\nmkdir -p ${PATHS.pkiDir}\ntouch ${PATHS.pkiReady}\n`;
-            try {
-              await runScript(clients.get(n.name)!, script, 60_000);
-            } catch (err) {
-              throw nodeFailure(n, 'secret delivery failed', err);
-            }
-            mark(n.name, 'secrets');
-          }),
-        ),
+        eachNode(async (b) => {
+          await deliverSecrets(b, clients.get(b.node.name)!, pki);
+          mark(b.node.name, 'secrets');
+        }),
       () => (pki ? 'TLS keys over the pinned SSH connections' : 'no TLS: start signal only'),
     );
     const first = record.nodes.find((n) => n.etcdMember)!;
@@ -444,7 +287,7 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
           // A starved emulated guest can take minutes to run one etcdctl (measured: 2m53s with
           // nine TCG VMs on two cores): a run that outlasts its deadline is "not yet", not a failure.
           const callMs = Math.max(30_000, Math.min(120_000, deadline - Date.now()));
-          const r = await sshExec(clients.get(first.name)!, etcdctlCommand(record, 'endpoint health --cluster -w json'), callMs).catch((err: unknown) => {
+          const r = await clients.get(first.name)!.exec(etcdctlCommand('endpoint health --cluster -w json', memberEtcdctl(record)), { sudo: true, timeoutMs: callMs }).catch((err: unknown) => {
             if (FlotillaError.is(err) && err.code === 'timeout') return undefined;
             throw err;
           });
@@ -468,7 +311,7 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
     await phase(
       'agents',
       async () => {
-        const conn = await connectRecord(record, clients.get(first.name)!);
+        const conn = await connectRegistry(record, clients.get(first.name)!);
         try {
           const deadline = Date.now() + timeoutMs;
           for (;;) {
@@ -497,13 +340,13 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
       const pid = nodePid(n);
       record.cpuSeconds[n.name] = Math.round(((pid !== undefined ? cpuSeconds(pid) : undefined) ?? 0) * 10) / 10;
     }
-    writeFileAtomic(f.record, `${JSON.stringify(record, null, 2)}\n`, 0o644);
+    writeRecord(record);
     return { record, already: false };
   } catch (err0) {
     let err = err0;
-    writeFileAtomic(f.record, `${JSON.stringify(record, null, 2)}\n`, 0o644);
+    writeRecord(record);
     if (FirstBootFailedError.is(err)) {
-      for (const c of clients.values()) c.end();
+      await Promise.all([...clients.values()].map((c) => c.close()));
       const note = launcher.halt
         ? await launcher.halt(name).catch((e: unknown) => `stopping the cluster's VMs failed (${(e as Error).message}); run 'flotilla down --name ${name}'`)
         : `the cluster is left running; 'flotilla down --name ${name}' removes it`;
@@ -511,59 +354,26 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
     }
     throw err;
   } finally {
-    for (const c of clients.values()) c.end();
+    await Promise.all([...clients.values()].map((c) => c.close()));
   }
 }
 
-/** Where a node's SSH forward listens: 127.0.0.1, inside the cluster's namespace if it has one. */
-export function sshEndpoint(record: Pick<ClusterRecord, 'netns'>, node: Pick<NodeRecord, 'sshPort'>): { host: string; port: number; netns?: string } {
-  return { host: '127.0.0.1', port: node.sshPort, ...(record.netns ? { netns: record.netns } : {}) };
-}
-
-/** Waits for one node's SSH (pinned host key, a real command succeeds) until `deadline` (epoch ms), or until a first boot fails. */
-async function waitNodeSsh(record: ClusterRecord, node: NodeRecord, deadline: number, auth: SshAuth, boot: FirstBootWatch): Promise<void> {
-  await waitForSsh('127.0.0.1', node.sshPort, node.hostPublicKey, deadline, {
-    auth,
-    ...(record.netns ? { netns: record.netns } : {}),
-    // The image reports on its console when sshd listens and the uplink has its address.
-    readyHint: () => boot.saw(node.name, 'ssh'),
-    abort: () => boot.failure() ?? (nodeRunning(node) ? undefined : `QEMU for ${node.name} is not running (see ${node.consoleLog})`),
-  });
-}
-
-/** A registry connection to a local cluster: SSH to an etcd member, tunnel to its etcd. */
-export interface RecordConnection {
-  registry: Registry;
-  close(): Promise<void>;
-}
-
-export async function connectRecord(record: ClusterRecord, viaClient?: Client): Promise<RecordConnection> {
+/** The registry of a local cluster: SSH to a running etcd member, a tunnel to its etcd. */
+export async function connectRecord(record: ClusterRecord): Promise<RecordConnection> {
   const member = record.nodes.find((n) => n.etcdMember && nodeRunning(n)) ?? record.nodes.find((n) => n.etcdMember)!;
   // The whole 30 s may go to the key exchange: a starved emulated guest was seen needing more than 10 s.
-  const client = viaClient ?? (await sshConnect(sshEndpoint(record, member), member.hostPublicKey, sshAuth(record), 30_000, 30_000));
-  let tunnel: Tunnel | undefined;
+  const conn = new NodeConnection(nodeSshTarget(record, member), { readyTimeoutMs: 30_000 });
   try {
-    tunnel = await openTunnel(client, '127.0.0.1', record.clientPort);
-    let tls: { ca: string; cert: string; key: string } | undefined;
-    if (record.tls) {
-      const pki = readPki(files(record.name).pki);
-      if (!pki) throw new FlotillaError('not-found', `cluster ${record.name}: ${files(record.name).pki} is missing`);
-      tls = { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key };
-    }
-    // Emulated nodes answer slowly: generous deadlines, or a busy etcd reads as a dead one.
-    const registry = await Registry.connect({ endpoints: [`${record.tls ? 'https' : 'http'}://127.0.0.1:${tunnel.port}`], prefix: record.keyPrefix, ...(tls ? { tls } : {}), dialTimeoutMs: 30_000, requestTimeoutMs: 30_000 });
-    const t = tunnel;
+    const reg = await connectRegistry(record, conn);
     return {
-      registry,
+      registry: reg.registry,
       async close() {
-        await registry.close();
-        await t.close();
-        if (!viaClient) client.end();
+        await reg.close();
+        await conn.close();
       },
     };
   } catch (err) {
-    await tunnel?.close();
-    if (!viaClient) client.end();
+    await conn.close();
     throw err;
   }
 }

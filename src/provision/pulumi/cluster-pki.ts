@@ -1,13 +1,13 @@
 /**
  * `pulumi-nodejs:dynamic/flotilla:ClusterPki`: the cluster's etcd TLS (a CA, a server and a
  * peer certificate per etcd member, one client certificate), made once by
- * src/provision/pki.ts (openssl, as for the CLI) and kept in the stack's state with every
+ * src/cluster/pki.ts (openssl, as for the CLI) and kept in the stack's state with every
  * private key a secret. A changed member list or address re-issues everything (replacement).
  */
 import * as pulumi from '@pulumi/pulumi';
 import { loadSource, PROJECT_ROOT } from './dynamic';
 
-type PkiModule = typeof import('../pki');
+type PkiModule = typeof import('../../cluster/pki');
 
 const ROOT: string = PROJECT_ROOT;
 
@@ -57,7 +57,7 @@ export const clusterPkiProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async create(inputs: ClusterPkiInputs): Promise<pulumi.dynamic.CreateResult> {
-    const { generatePki } = loadSource<PkiModule>(ROOT, 'src/provision/pki.ts');
+    const { generatePki } = loadSource<PkiModule>(ROOT, 'src/cluster/pki.ts');
     // generatePki reads the cluster name and each node's name, address and membership only.
     const spec = { name: inputs.cluster, nodes: inputs.members.map((m) => ({ name: m.name, address: m.address, etcdMember: true })) };
     const pki = await generatePki(spec as unknown as Parameters<typeof generatePki>[0]);
@@ -113,7 +113,7 @@ export class ClusterPki extends pulumi.dynamic.Resource {
   }
 }
 
-/** The files a node gets in /etc/flotilla/pki, from the PKI outputs (src/provision/pki.ts decides paths and modes). */
+/** The files a node gets in /etc/flotilla/pki, from the PKI outputs (src/cluster/pki.ts decides paths and modes). */
 export function nodePkiFilesFrom(o: Pick<ClusterPkiOutputs, 'caCert' | 'caKey' | 'clientCert' | 'clientKey' | 'memberCerts' | 'memberKeys'>, node: string, nodePkiFiles: PkiModule['nodePkiFiles']): ReturnType<PkiModule['nodePkiFiles']> {
   const members: Record<string, { server: { cert: string; key: string }; peer: { cert: string; key: string } }> = {};
   for (const [name, c] of Object.entries(o.memberCerts)) {

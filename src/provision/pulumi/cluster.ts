@@ -20,8 +20,8 @@
 import * as pulumi from '@pulumi/pulumi';
 import { FlotillaError } from '../../errors';
 import type { ClusterSpec, ConfigFormat, ResolvedSpec } from '../../config/spec';
-import type { HostKeyPair } from '../../config/ssh-keys';
-import { nodePkiFiles } from '../pki';
+import type { HostKeyPair } from '../../ssh/keys';
+import { nodePkiFiles } from '../../cluster/pki';
 import { buildAgentArtifacts } from './agent-archive';
 import { createAwsNodes, type AwsClusterArgs } from './aws';
 import { ClusterPki, nodePkiFilesFrom } from './cluster-pki';

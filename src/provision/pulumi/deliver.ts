@@ -1,16 +1,15 @@
 /**
  * Secret delivery after boot, as Typhoon copies TLS assets: over an SSH connection whose host
  * key is pinned (the node's own, from its first-boot config), run as root a script made by
- * src/provision/pki.ts `installScript` (contents base64-encoded: nothing in them is run), fed on
+ * src/cluster/pki.ts `installScript` (contents base64-encoded: nothing in them is run), fed on
  * stdin so no secret appears in a command line. The script creates the ready file last, which
  * starts etcd and fleetd through their path units.
  */
 import { createHash } from 'node:crypto';
-import type { Client } from 'ssh2';
 import { FlotillaError } from '../../errors';
 import { PATHS } from '../../config/node-files';
-import { installScript } from '../pki';
-import { sshConnect, waitForSsh, type SshAuth } from '../local/ssh';
+import { installScript } from '../../cluster/pki';
+import { connectWhenReady } from '../../ssh';
 
 export interface DeliveryFile {
   path: string;
@@ -35,45 +34,22 @@ export function filesDigest(files: readonly DeliveryFile[]): string {
   return h.digest('hex');
 }
 
-function runWithStdin(client: Client, command: string, input: string, timeoutMs: number): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new FlotillaError('timeout', `ssh command timed out after ${timeoutMs} ms: ${command}`)), timeoutMs);
-    client.exec(command, (err, stream) => {
-      if (err) {
-        clearTimeout(timer);
-        reject(err);
-        return;
-      }
-      let stderr = '';
-      let code: number | null = null;
-      stream.on('data', () => undefined);
-      stream.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
-      stream.on('exit', (c: number | null) => (code = c));
-      stream.on('close', () => {
-        clearTimeout(timer);
-        resolve({ code, stderr });
-      });
-      stream.end(input);
-    });
-  });
-}
-
 /**
  * Waits (until `deadline`, epoch ms) for the node to answer SSH with its pinned host key, then
  * installs `files` as root and creates `readyFile` (default /etc/flotilla/pki/ready) last.
  */
-export async function deliverFiles(target: DeliveryTarget, auth: SshAuth, files: readonly DeliveryFile[], deadline: number, readyFile: string = PATHS.pkiReady): Promise<{ attempts: number }> {
+export async function deliverFiles(target: DeliveryTarget, privateKey: string | Buffer, files: readonly DeliveryFile[], deadline: number, readyFile: string = PATHS.pkiReady): Promise<{ attempts: number }> {
   const script = installScript(files, readyFile);
-  const { attempts } = await waitForSsh(target.host, target.port, target.hostPublicKey, deadline, { auth, ...(target.netns ? { netns: target.netns } : {}) });
-  const client = await sshConnect({ host: target.host, port: target.port, ...(target.netns ? { netns: target.netns } : {}) }, target.hostPublicKey, auth, 30_000);
+  const ssh = { node: target.node, host: target.host, port: target.port, user: target.user, hostKey: target.hostPublicKey, privateKey, ...(target.netns ? { netns: target.netns } : {}) };
+  const { attempts, connection } = await connectWhenReady(ssh, deadline);
   try {
     // sudo -n: never wait for a password prompt that nobody can answer.
-    const res = await runWithStdin(client, 'sudo -n sh -s', script, 120_000);
+    const res = await connection.exec('sh -s', { sudo: true, stdin: script, timeoutMs: 120_000, label: 'the secrets script' });
     if (res.code !== 0) {
       throw new FlotillaError('external', `node ${target.node}: installing secrets failed (exit ${res.code}): ${res.stderr.trim().split('\n').slice(-3).join(' ')}`);
     }
   } finally {
-    client.end();
+    await connection.close();
   }
   return { attempts };
 }

@@ -2,12 +2,12 @@
  * `pulumi-nodejs:dynamic/flotilla:HostKeys`: every node's SSH host key, generated once and kept
  * in the stack's state (the private halves as secrets), so that re-running the program renders
  * the same user-data and `flotilla verify` can pin the keys. Adding a node generates its key
- * only; removing one drops its key. Keys are made by src/config/ssh-keys.ts, as for the CLI.
+ * only; removing one drops its key. Keys are made by src/ssh/keys.ts, as for the CLI.
  */
 import * as pulumi from '@pulumi/pulumi';
 import { loadSource, PROJECT_ROOT } from './dynamic';
 
-type SshKeysModule = typeof import('../../config/ssh-keys');
+type SshKeysModule = typeof import('../../ssh/keys');
 
 const ROOT: string = PROJECT_ROOT;
 
@@ -43,7 +43,7 @@ export const hostKeysProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async create(inputs: HostKeysInputs): Promise<pulumi.dynamic.CreateResult> {
-    const { generateHostKey } = loadSource<SshKeysModule>(ROOT, 'src/config/ssh-keys.ts');
+    const { generateHostKey } = loadSource<SshKeysModule>(ROOT, 'src/ssh/keys.ts');
     const publicKeys: Record<string, string> = {};
     const privateKeys: Record<string, string> = {};
     for (const n of inputs.nodes) {
@@ -56,7 +56,7 @@ export const hostKeysProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async update(_id: pulumi.ID, olds: HostKeysOutputs, news: HostKeysInputs): Promise<pulumi.dynamic.UpdateResult> {
-    const { generateHostKey } = loadSource<SshKeysModule>(ROOT, 'src/config/ssh-keys.ts');
+    const { generateHostKey } = loadSource<SshKeysModule>(ROOT, 'src/ssh/keys.ts');
     const publicKeys: Record<string, string> = {};
     const privateKeys: Record<string, string> = {};
     for (const n of news.nodes) {

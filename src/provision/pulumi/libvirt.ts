@@ -12,7 +12,7 @@ import type { ResolvedSpec } from '../../config/spec';
 import { clusterLinks, defaultPorts } from '../libvirt/domain-xml';
 import { firstBootDocs, type NodeImage } from '../libvirt/driver';
 import { DEFAULT_URI } from '../libvirt/virsh';
-import { stateDir as defaultStateDir } from '../local/state';
+import { stateDir as defaultStateDir } from '../../cluster/state';
 import type { NodeEndpoint } from './inventory';
 import { LibvirtDomain } from './libvirt-domain';
 import type { PlacedNode } from './plan';

@@ -42,7 +42,7 @@ async function deliver(p: NodeSecretsInputs): Promise<NodeSecretsOutputs> {
   const d = loadSource<DeliverModule>(ROOT, 'src/provision/pulumi/deliver.ts');
   const { attempts } = await d.deliverFiles(
     { node: p.node, host: p.host, port: p.port, user: p.user, hostPublicKey: p.hostPublicKey },
-    { username: p.user, privateKey: p.privateKey },
+    p.privateKey,
     p.files,
     Date.now() + p.timeoutMs,
   );

@@ -26,7 +26,7 @@ import { describe, join, nearest } from '../../config/validate';
 import { parseYamlSource } from '../../config/yaml-source';
 import { readTextFile } from '../../util/fs';
 import type { VerifyCluster } from '../cluster';
-import { shq } from '../ssh';
+import { shq } from '../../ssh';
 import { CheckFailed, type Check, type CheckContext } from '../types';
 
 export type Pattern = { kind: 'contains' | 'regex'; negate: boolean; text: string; re?: RegExp };

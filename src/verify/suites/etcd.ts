@@ -12,23 +12,26 @@
 import type { Etcd3 } from 'etcd3';
 import type { VerifyCluster } from '../cluster';
 import { timeScale, type InventoryNode } from '../../cluster/inventory';
-import { shq } from '../ssh';
+import { shq } from '../../ssh';
+import { etcdctlCommand } from '../../cluster/etcdctl';
 import { CheckFailed, CheckSkipped, expect, type Check, type CheckContext } from '../types';
 
 /** etcdctl on `node`, against that member's own endpoint; `clientCert: false` leaves cert and key out. */
-export function etcdctlCommand(cluster: VerifyCluster, node: InventoryNode, args: string, opts: { clientCert?: boolean } = {}): string {
+export function nodeEtcdctl(cluster: VerifyCluster, node: InventoryNode, args: string, opts: { clientCert?: boolean } = {}): string {
   const e = cluster.inventory.etcd;
   const scale = timeScale(cluster.inventory);
-  const flags = [`--endpoints=${shq(node.etcdEndpoint)}`, `--dial-timeout=${3 * scale}s`, `--command-timeout=${5 * scale}s`];
-  if (e.nodeTls) {
-    flags.push(`--cacert=${shq(e.nodeTls.caFile)}`);
-    if (opts.clientCert !== false && e.nodeTls.certFile && e.nodeTls.keyFile) flags.push(`--cert=${shq(e.nodeTls.certFile)}`, `--key=${shq(e.nodeTls.keyFile)}`);
-  }
-  return `ETCDCTL_API=3 ${shq(e.etcdctl)} ${flags.join(' ')} ${args}`;
+  return etcdctlCommand(args, {
+    endpoints: [node.etcdEndpoint],
+    dialTimeoutS: 3 * scale,
+    commandTimeoutS: 5 * scale,
+    program: e.etcdctl,
+    ...(e.nodeTls ? { tls: e.nodeTls } : {}),
+    ...(opts.clientCert === false ? { clientCert: false } : {}),
+  });
 }
 
 async function etcdctl(cluster: VerifyCluster, node: InventoryNode, ctx: CheckContext, args: string, opts: { clientCert?: boolean } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const r = await cluster.conn(node).exec(etcdctlCommand(cluster, node, args, opts), { sudo: true, signal: ctx.signal, timeoutMs: Math.max(1, ctx.deadline - Date.now()) });
+  const r = await cluster.conn(node).exec(nodeEtcdctl(cluster, node, args, opts), { sudo: true, signal: ctx.signal, timeoutMs: Math.max(1, ctx.deadline - Date.now()) });
   if (r.code === 127 || /etcdctl: (command )?not found/.test(r.stderr)) throw new CheckFailed(`etcdctl not found on ${node.name} (${cluster.inventory.etcd.etcdctl}); install etcd-client or set etcd.etcdctl`);
   return r;
 }

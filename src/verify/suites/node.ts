@@ -6,10 +6,10 @@
  */
 import { PATHS, nodeFiles } from '../../config/node-files';
 import type { ResolvedSpec } from '../../config/spec';
-import { nodePkiFiles } from '../../provision/pki';
+import { nodePkiFiles } from '../../cluster/pki';
 import type { VerifyCluster } from '../cluster';
 import type { Inventory, InventoryNode } from '../../cluster/inventory';
-import { shq } from '../ssh';
+import { shq } from '../../ssh';
 import { CheckFailed, CheckSkipped, expect, type Check, type CheckContext } from '../types';
 
 export interface ExpectedFile {
@@ -41,7 +41,7 @@ export function expectedNodeFiles(node: InventoryNode, spec: ResolvedSpec | unde
     const units = [...(node.etcdMember ? ['flotilla-etcd.service', 'flotilla-etcd.path'] : []), 'flotilla-fleetd.service', 'flotilla-fleetd.path'];
     for (const u of units) out.push({ path: `${PATHS.systemdDir}/${u}`, mode: 0o644 });
   }
-  // The PKI delivered over SSH after boot (paths and modes decided in src/provision/pki.ts).
+  // The PKI delivered over SSH after boot (paths and modes decided in src/cluster/pki.ts).
   if (tls) {
     const blank = { cert: '', key: '' };
     const pki = { ca: blank, client: blank, members: node.etcdMember ? { [node.name]: { server: blank, peer: blank } } : {} };

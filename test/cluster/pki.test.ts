@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { loadSpecObject } from '../../src/config/load';
 import { PKI, PATHS } from '../../src/config/node-files';
-import { generatePki, installScript, nodePkiFiles } from '../../src/provision/pki';
+import { generatePki, installScript, nodePkiFiles } from '../../src/cluster/pki';
 import { Registry } from '../../src/units/registry';
 import { freePorts } from '../fixtures/ports';
 import { ManagedProcess, makeTempDir, removeTempDir, sleep } from '../fixtures/proc';
