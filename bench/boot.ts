@@ -19,7 +19,7 @@ import { ensureSecrets } from '../src/config/secrets';
 import type { ConfigFormat } from '../src/config/spec';
 import { probeAccelerator } from '../src/provision/local/accel';
 import { consoleMarkers, destroyCluster, nodeCpuSeconds, localNodeTarget, startCluster, waitNodeSsh, type LocalCluster, type LocalNode, type LoginKey } from '../src/provision/local/cluster';
-import { ensureImage } from '../src/provision/local/image';
+import { ensureImage } from '../src/provision/image';
 import { NodeConnection } from '../src/ssh';
 
 const { values } = parseArgs({

@@ -11,7 +11,7 @@ import { renderCluster } from '../src/config/render';
 import { ensureSecrets } from '../src/config/secrets';
 import { probeAccelerator } from '../src/provision/local/accel';
 import { destroyCluster, startCluster, waitNodeSsh } from '../src/provision/local/cluster';
-import { ensureImage } from '../src/provision/local/image';
+import { ensureImage } from '../src/provision/image';
 import { downLocal, upLocal } from '../src/provision/local/up';
 import { PHASES } from '../src/cluster/store';
 

@@ -21,7 +21,8 @@ export { Registry } from './units/registry';
 export { startFleetd, type FleetdConfig } from './units/fleetd';
 
 // Clusters: local QEMU and libvirt.
-export { upLocal, upCluster, downLocal, localLauncher, type UpOptions, type UpResult, type PhaseEvent } from './provision/local/up';
+export { upCluster, type UpOptions, type UpResult, type PhaseEvent, type Launcher } from './provision/up';
+export { upLocal, downLocal, localLauncher } from './provision/local/up';
 export { listClusters, readRecord, readSavedSpec, type ClusterRecord, type NodeRecord } from './cluster/store';
 export { upLibvirt, downLibvirt, libvirtLauncher } from './provision/libvirt/up';
 export { replaceNodes, type ReplaceOptions } from './provision/replace';

@@ -7,6 +7,7 @@
  * ground truth from `systemctl show` on every node that is powered.
  */
 import { FlotillaError } from '../errors';
+import { withTimeout } from '../util/async';
 import { PATHS } from '../config/node-files';
 import { consoleMarkers, readNodeDesc, relaunchNode } from '../provision/local/cluster';
 import { runningPid, stopNode } from '../provision/local/qemu';
@@ -47,12 +48,6 @@ export function parseEndpointHealth(stdout: string): Map<string, boolean> {
   return new Map(list.map((e) => [new URL(e.endpoint).hostname, e.health === true]));
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new FlotillaError('timeout', `no answer within ${ms} ms`)), ms)));
-  p.catch(() => undefined);
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
 
 const SAFE_WORD = /^[A-Za-z0-9@._:/-]+$/;
 
@@ -240,7 +235,7 @@ export class LocalChaosCluster implements ChaosControl, ChaosObserver {
         if (opts.units.length === 0 || runningPid(this.node(n.name).pidFile) === undefined) return undefined;
         try {
           // Bounded as a whole (a reconnect included): one stalled node must not stall every observation.
-          const r = await withTimeout(this.exec(n.name, `systemctl show -p Id -p ActiveState -- ${opts.units.join(' ')}`, 20_000), 30_000);
+          const r = await withTimeout(this.exec(n.name, `systemctl show -p Id -p ActiveState -- ${opts.units.join(' ')}`, 20_000), 30_000, () => new FlotillaError('timeout', `no answer within 30 s`));
           return r.code === 0 ? [n.machineId, parseActiveStates(r.stdout)] : undefined;
         } catch {
           return undefined; // unreachable now: the registry's reported states stand in
@@ -263,7 +258,7 @@ export class LocalChaosCluster implements ChaosControl, ChaosObserver {
   private async etcdHealth(via: string): Promise<Map<string, boolean>> {
     let byHost = new Map<string, boolean>();
     try {
-      const r = await withTimeout(this.etcdctl(via, 'endpoint health --cluster -w json'), 40_000);
+      const r = await withTimeout(this.etcdctl(via, 'endpoint health --cluster -w json'), 40_000, () => new FlotillaError('timeout', `no answer within 40 s`));
       byHost = parseEndpointHealth(r.stdout);
     } catch {
       /* etcdctl timed out or printed no list: nobody is known to be healthy */

@@ -260,7 +260,7 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
         return undefined;
       } catch (err) {
         if (Date.now() >= until) return `writing sentinel keys (${tag}) failed (${attempt} attempt${attempt === 1 ? '' : 's'} in ${o.timings.ttlSeconds} s): ${(err as Error).message.split('\n')[0]}`;
-        await new Promise((r) => setTimeout(r, Math.min(2000, o.timings.pollMs * attempt)));
+        await sleep(Math.min(2000, o.timings.pollMs * attempt));
       }
     }
   };

@@ -2,7 +2,7 @@
  * Where Flotilla keeps its state on this host: `/var/lib/flotilla` unless FLOTILLA_STATE_DIR
  * says otherwise.
  *
- *   <state>/images/<hash>/        one built node image (src/provision/local/image.ts)
+ *   <state>/images/<hash>/        one built node image (src/provision/image/)
  *   <state>/images/.build-*       an image being built (renamed into place when complete)
  *   <state>/cache/debs/           downloaded .debs, reused by the next image build
  *   <state>/clusters/<name>/      per-cluster runtime files: overlays, seeds, logs, pidfiles

@@ -5,9 +5,9 @@
  * created below one of them. The renderer checks every node's merged Ignition config against
  * this list (image-files-check.ts).
  *
- * A fact about what the image recipe (src/provision/local/recipe.ts) builds, kept here because
+ * A fact about what the image recipe (src/provision/image/recipe.ts) builds, kept here because
  * the renderer needs it and config sits below provision (test/layering.test.ts). It cannot drift
- * from the recipe unnoticed: test/provision/recipe.test.ts checks that every file the recipe bakes
+ * from the recipe unnoticed: test/provision/image/recipe.test.ts checks that every file the recipe bakes
  * in and every file its configure script writes is listed, and test/provision/image-files.test.ts
  * checks every path against a real built image. Pure data.
  */

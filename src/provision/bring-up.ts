@@ -17,7 +17,7 @@ import type { ConfigFormat } from '../config/spec';
 import { FlotillaError } from '../errors';
 import { connectWhenReady, type NodeConnection } from '../ssh';
 import { sleep } from '../util/async';
-import { FirstBootFailedError, type FirstBootWatch } from './local/console';
+import { FirstBootFailedError, type FirstBootWatch } from './console';
 
 export interface BootingNode {
   record: ClusterRecord;

@@ -8,7 +8,7 @@ import { etcdctlCommand, memberEtcdctl } from '../cluster/etcdctl';
 import { nodeSshTarget, type ClusterRecord, type NodeRecord } from '../cluster/store';
 import { NodeConnection, type ExecResult } from '../ssh';
 import { sleep } from '../util/async';
-import { nodeRunning } from './local/up';
+import { nodeRunning } from './up';
 import { parseEndpointStatus, parseMemberList, type EtcdMember } from './replace-plan';
 
 /** etcdctl on a node as root, against `endpoints` (default its own member), with the cluster's client certificate. */

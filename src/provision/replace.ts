@@ -38,13 +38,13 @@ import { connectRegistry } from '../cluster/registry-connection';
 import type { NodeConnection } from '../ssh';
 import { clientUrl, connectAnchor, connectNode, etcdctl, etcdView, membershipChange, must } from './replace-etcd';
 import { deliverSecrets, waitFirstBoot, waitKernel, waitSsh, type BootingNode } from './bring-up';
-import { FirstBootWatch } from './local/console';
+import { FirstBootWatch } from './console';
 import { probeAccelerator } from './local/accel';
-import { ensureImage, type ImageInfo } from './local/image';
+import { ensureImage, type ImageInfo } from './image';
 import type { Accelerator } from './local/qemu-args';
 import { cpuSeconds } from './local/qemu';
 import { tuneForEmulation } from './local/tcg';
-import { nodePid, nodeRunning } from './local/up';
+import { nodePid, nodeRunning } from './up';
 import type { Registry } from '../units/registry';
 import { clientPublicKey, clusterFiles, readRecord, readSavedSpec, writeRecord, writeSavedSpec, type ClusterRecord, type NodeRecord, type Phase } from '../cluster/store';
 import {

@@ -14,11 +14,12 @@
 import * as net from 'node:net';
 import { Client, type ClientChannel } from 'ssh2';
 import { FlotillaError } from '../errors';
-import { RefusedSession, Slots, collect, commandLabel, openExec, raceAbort, sessionRefused, withPgidMarker, withTimeout, type ExecOptions, type ExecResult } from './channel';
+import { RefusedSession, Slots, collect, commandLabel, openExec, sessionRefused, withPgidMarker, type ExecOptions, type ExecResult } from './channel';
 import { HostKeyMismatchError, SshError } from './errors';
 import { blobType, fingerprint, publicKeyBlob } from './keys';
 import { shq } from './shell';
 import { describeTarget, openTransport, type SshTarget, type Transport } from './transport';
+import { raceAbort, sleep, withTimeout } from '../util/async';
 
 export interface ConnectOptions {
   /** Handshake and authentication deadline (ms, default 10 000). */
@@ -256,7 +257,7 @@ export class NodeConnection {
               continue;
             }
             if (!(err instanceof RefusedSession || sessionRefused(err)) || ++busy > 20) throw err;
-            await raceAbort(new Promise((r) => setTimeout(r, 10 * busy)), ac.signal);
+            await raceAbort(sleep(10 * busy), ac.signal);
           }
         }
       } finally {

@@ -12,6 +12,7 @@ import type { Registry } from './registry';
 import { parseUnitFile, unitNameInfo, unitNameProblem, type UnitFile } from './unit-file';
 import { avoidReason, checkUnitPolicy, type UnitPolicy } from './unit-policy';
 import { checkMachineOfCycles, checkXFleet, instantiate, TEMPLATE_CHECK_INSTANCE, type XFleetOptions } from './xfleet';
+import { sleep } from '../util/async';
 
 export interface CheckedUnit {
   name: string;
@@ -258,7 +259,7 @@ export class UnitsClient {
     while (Date.now() < deadline) {
       rows = (await this.listUnits()).filter((r) => names.includes(r.unit));
       if (predicate(rows)) return rows;
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
     const detail = rows.map((r) => `${r.unit} ${r.machine ?? '-'} ${r.active}/${r.sub}${r.reason ? ` (${r.reason})` : ''}`).join('; ');
     throw new FlotillaError('timeout', `units did not reach the expected state in ${timeoutMs} ms: ${detail || 'no rows'}`);

@@ -5,7 +5,7 @@
  * ones such as failover) run alone, after the rest.
  */
 import { FlotillaError } from '../errors';
-import { sleep } from '../util/async';
+import { raceAbort, sleep } from '../util/async';
 import type { VerifyCluster } from './cluster';
 import { HostKeyMismatchError, SshError } from '../ssh';
 import { CheckFailed, CheckSkipped, summarize, type Check, type CheckContext, type CheckOutcome, type CheckResult, type Report } from './types';
@@ -77,7 +77,7 @@ export async function runCheck(check: Check, cluster: VerifyCluster, opts: RunOp
       };
       try {
         if (check.node !== undefined && !node) throw new FlotillaError('not-found', `no node ${check.node} in the inventory`);
-        const out = await raceSignal(check.run(ctx), ac.signal);
+        const out = await raceAbort(check.run(ctx), ac.signal);
         const outcome: CheckOutcome = typeof out === 'object' && out !== null ? out : { status: 'pass', message: typeof out === 'string' ? out : 'ok' };
         if (outcome.status !== 'fail') return { ...base, status: outcome.status, message: outcome.message, durationMs: Date.now() - started, attempts: attempt, ...(outcome.details ? { details: outcome.details } : {}) };
         last = { status: 'fail', message: outcome.message, ...(outcome.details ? { details: outcome.details } : {}) };
@@ -112,23 +112,6 @@ export async function runCheck(check: Check, cluster: VerifyCluster, opts: RunOp
   }
 }
 
-function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
 
 /** Runs checks; results come back in the order the checks were given. */
 export async function runChecks(checks: readonly Check[], cluster: VerifyCluster, opts: RunOptions = {}): Promise<CheckResult[]> {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { listImages } from '../../src/provision/local/image';
+import { listImages } from '../../src/provision/image';
 import { cli } from '../helpers/cli';
 
 test('image ls lists the cache; image rm refuses unknown ids', async () => {

@@ -18,7 +18,7 @@ import { ensureSecrets } from '../../src/config/secrets';
 import type { ResolvedSpec } from '../../src/config/spec';
 import { probeAccelerator, type AccelProbe } from '../../src/provision/local/accel';
 import { destroyCluster, localNodeTarget, startCluster, waitNodeSsh, type LocalCluster, type LoginKey } from '../../src/provision/local/cluster';
-import { ensureImage, getImage, type ImageInfo } from '../../src/provision/local/image';
+import { ensureImage, getImage, type ImageInfo } from '../../src/provision/image';
 import { cpuSeconds, isOurQemu, namespaceExists, stopNode } from '../../src/provision/local/qemu';
 import { HostKeyMismatchError, fingerprint, publicKeyBlob, waitForSsh } from '../../src/ssh';
 import { runOnce, withTarget } from '../helpers/node-ssh';

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { makeTempDir, removeTempDir } from '../fixtures/proc';
 import { nodeFailure, waitKernel, type BootingNode } from '../../src/provision/bring-up';
-import { FirstBootWatch } from '../../src/provision/local/console';
+import { FirstBootWatch } from '../../src/provision/console';
 import type { ClusterRecord, NodeRecord } from '../../src/cluster/store';
 
 let dir: string;

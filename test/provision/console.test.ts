@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { ConsoleWatch, consoleTail, FirstBootFailedError, FirstBootWatch, parseConsole, unlessFailed } from '../../src/provision/local/console';
+import { ConsoleWatch, consoleTail, FirstBootFailedError, FirstBootWatch, parseConsole, unlessFailed } from '../../src/provision/console';
 import { consoleMarkers } from '../../src/provision/local/cluster';
 import { waitForSsh } from '../../src/ssh';
 

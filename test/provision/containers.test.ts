@@ -17,7 +17,7 @@ import { loadSpecFile } from '../../src/config/load';
 import { endpointUrl } from '../../src/discovery/endpoint';
 import { servicesPrefix } from '../../src/discovery/keys';
 import { listServices } from '../../src/discovery/services';
-import { LOCAL_CONTAINER_IMAGE } from '../../src/provision/local/recipe';
+import { LOCAL_CONTAINER_IMAGE } from '../../src/provision/image/recipe';
 import { NodeConnection } from '../../src/ssh';
 import { connectRegistry } from '../../src/cluster/registry-connection';
 import { nodeSshTarget } from '../../src/cluster/store';

@@ -17,9 +17,10 @@ import { resolveSpec } from '../../src/config/validate';
 import { readTextFile } from '../../src/util/fs';
 import { FlotillaError } from '../../src/errors';
 import { clusterDir } from '../../src/cluster/store';
-import { FirstBootFailedError, readConsole } from '../../src/provision/local/console';
+import { FirstBootFailedError, readConsole } from '../../src/provision/console';
 import { namespaceExists, runningPid } from '../../src/provision/local/qemu';
-import { downLocal, upLocal, type PhaseEvent } from '../../src/provision/local/up';
+import { type PhaseEvent } from '../../src/provision/up';
+import { downLocal, upLocal } from '../../src/provision/local/up';
 import { readRecord } from '../../src/cluster/store';
 import { testPublicKey } from '../helpers/spec';
 

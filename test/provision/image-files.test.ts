@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { ensureImage } from '../../src/provision/local/image';
+import { ensureImage } from '../../src/provision/image';
 import { NODE_IMAGE_FILES } from '../../src/config/image-files';
 import { stateDir } from '../../src/cluster/state';
 

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { nodeRunning } from '../../src/provision/local/up';
+import { nodeRunning } from '../../src/provision/up';
 import { type NodeRecord } from '../../src/cluster/store';
 import { cli } from '../helpers/cli';
 

@@ -18,7 +18,7 @@ import { after, before, describe, it } from 'node:test';
 import { PKI } from '../../src/config/node-files';
 import { generateKeyPair, type HostKeyPair } from '../../src/ssh/keys';
 import { probeAccelerator, type AccelProbe } from '../../src/provision/local/accel';
-import { ensureImage, type ImageInfo } from '../../src/provision/local/image';
+import { ensureImage, type ImageInfo } from '../../src/provision/image';
 import { HostKeyMismatchError, waitForSsh, type SshTarget } from '../../src/ssh';
 import { runOnce } from '../helpers/node-ssh';
 import { nodePkiFiles } from '../../src/cluster/pki';

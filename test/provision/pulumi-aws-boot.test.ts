@@ -23,7 +23,7 @@ import { decodeDataUrl } from '../../src/config/ignition-types';
 import { generateHostKey, generateKeyPair } from '../../src/ssh/keys';
 import { cloudInitSchema, hasTool, ignitionValidate } from '../../src/config/validators';
 import type { ResolvedSpec } from '../../src/config/spec';
-import { bundleAgent } from '../../src/provision/local/bundle';
+import { bundleAgent } from '../../src/provision/image/bundle';
 import { debCacheDir } from '../../src/cluster/state';
 import { agentArchive, buildAgentArtifacts, tar, type AgentArtifacts } from '../../src/provision/pulumi/agent-archive';
 import { checkReplaceMembers } from '../../src/provision/pulumi/aws';

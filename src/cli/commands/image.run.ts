@@ -1,6 +1,6 @@
 /** `flotilla image build|ls|rm`: the implementations, loaded when a command runs (declarations: image.ts). */
 import { FlotillaError } from '../../errors';
-import { buildImage, ensureImage, listImages, removeImage, type ImageInfo } from '../../provision/local/image';
+import { buildImage, ensureImage, listImages, removeImage, type ImageInfo } from '../../provision/image';
 import type { CommandRun } from '../command';
 import { EXIT_OK } from '../exit-codes';
 import { table } from '../format';

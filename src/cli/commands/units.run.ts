@@ -8,7 +8,7 @@ import { UnitsClient, checkUnitFile, checkUnitText, readUnitArgs, type UnitRow }
 import { Registry, type Rollout } from '../../units/registry';
 import { DEFAULT_ROLLOUT_OPTIONS, resumeRollout, rollBack, updateTemplate, updateUnit, type RolloutOutcome } from '../../units/rollout';
 import { avoidReason } from '../../units/unit-policy';
-import { connectRecord } from '../../provision/local/up';
+import { connectRecord } from '../../provision/up';
 import { readRecord } from '../../cluster/store';
 import { intOpt, stringOpt, type CommandRun, type ParsedCommand, type CliIO } from '../command';
 import { EXIT_OK, exitStatus } from '../exit-codes';

@@ -20,7 +20,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { FlotillaError } from '../../errors';
 import type { RenderedNode } from '../../config/render';
-import type { ImageInfo } from '../local/image';
+import type { ImageInfo } from '../image';
 import type { Accelerator } from '../local/qemu-args';
 import { writeFirstBoot } from '../local/qemu';
 import { stateDir } from '../../cluster/state';
@@ -38,6 +38,7 @@ import {
   type DomainDesc,
 } from './domain-xml';
 import { DEFAULT_URI, virsh, virshMaybe, virshWithXml, type VirshOptions } from './virsh';
+import { sleep } from '../../util/async';
 
 /** The rendered documents a node boots from. */
 export type FirstBootDocs = Pick<RenderedNode, 'node' | 'format' | 'userData' | 'metaData' | 'networkConfig'>;
@@ -290,7 +291,7 @@ async function waitShutOff(name: string, timeoutMs: number, opts: VirshOptions):
     const s = await domainState(name, opts);
     if (s === undefined || s === 'shut off') return true;
     if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
   }
 }
 

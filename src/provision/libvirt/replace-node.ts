@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { FlotillaError } from '../../errors';
 import { writeFileAtomic } from '../../util/fs';
 import { nodeDir } from '../../cluster/store';
-import { getImage } from '../local/image';
+import { getImage } from '../image';
 import type { NodeMachinery } from '../replace';
 import { defineAndStart, destroy, firstBootDocs, libvirtPidFile, nodeImageOf, type LibvirtNodeDesc } from './driver';
 

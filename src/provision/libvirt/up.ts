@@ -1,5 +1,5 @@
 /**
- * `flotilla up --platform libvirt`: the flow of src/provision/local/up.ts (render, SSH with pinned
+ * `flotilla up --platform libvirt`: the flow of src/provision/up.ts (render, SSH with pinned
  * host keys, first boot, PKI delivery, etcd, agents; the same cluster record, so `status`, `ssh`,
  * `units --cluster`, `verify --cluster` and `down` work), with every node a domain that Flotilla's
  * driver (driver.ts) defines on the system libvirtd.
@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FlotillaError } from '../../errors';
 import { clusterDir } from '../../cluster/store';
-import { upCluster, type LaunchedNode, type Launcher, type UpOptions, type UpResult } from '../local/up';
+import { upCluster, type LaunchedNode, type Launcher, type UpOptions, type UpResult } from '../up';
 import { readRecord } from '../../cluster/store';
 import { clusterLinks, defaultPorts, domainName } from './domain-xml';
 import { defineAndStart, destroy, firstBootDocs, libvirtDir, libvirtPidFile, list, nodeImageOf, type LibvirtNodeDesc } from './driver';

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FlotillaError } from '../../errors';
-import { runTool } from '../local/exec';
+import { runTool } from '../exec';
 
 /** The system daemon: domains run as libvirt-qemu, started and stopped by libvirtd. */
 export const DEFAULT_URI = 'qemu:///system';

@@ -9,8 +9,9 @@ import * as path from 'node:path';
 import { FlotillaError } from '../../errors';
 import type { RenderedNode } from '../../config/render';
 import { QEMU_BIN } from './accel';
-import { runTool } from './exec';
+import { runTool } from '../exec';
 import { qemuArgs, type FirstBootConfig, type QemuNodeDesc } from './qemu-args';
+import { sleep } from '../../util/async';
 
 export { probeAccelerator, type AccelProbe } from './accel';
 export { clusterMulticast, clusterNamespace, qemuArgs, type Accelerator, type QemuNodeDesc } from './qemu-args';
@@ -119,7 +120,7 @@ export async function launchNode(desc: QemuNodeDesc, opts: { netns?: string; log
       child.kill('SIGKILL');
       throw new FlotillaError('timeout', `QEMU for ${desc.name} wrote no pidfile within ${opts.startTimeoutMs ?? 30_000} ms`);
     }
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
 }
 
@@ -183,7 +184,7 @@ export async function stopNode(pidFile: string, opts: { graceMs?: number } = {})
       killed = true;
     }
     if (Date.now() - t0 > graceMs + 10_000) throw new FlotillaError('external', `QEMU PID ${pid} (${pidFile}) did not exit after SIGKILL`);
-    await new Promise((r) => setTimeout(r, 25));
+    await sleep(25);
   }
   const child = children.get(pid);
   if (child && child.exitCode === null && child.signalCode === null) {

@@ -11,7 +11,7 @@ import { FlotillaError } from '../../errors';
 import type { NodeMachinery } from '../replace';
 import { nodeDir } from '../../cluster/store';
 import { readNodeDesc } from './cluster';
-import { getImage } from './image';
+import { getImage } from '../image';
 import { clusterMulticast, clusterNamespace, type QemuNodeDesc } from './qemu-args';
 import { createOverlay, launchNode, namespaceExists, stopNode, writeFirstBoot } from './qemu';
 

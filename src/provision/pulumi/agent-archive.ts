@@ -1,6 +1,6 @@
 /**
  * What a stock AMI is given so that it can run the Flotilla agent: one gzip'd tar archive of
- * the lean fleetd bundle (src/provision/local/bundle.ts) laid out as `bin/flotilla` and
+ * the lean fleetd bundle (src/provision/image/bundle.ts) laid out as `bin/flotilla` and
  * `lib/flotilla/...` (extracted under /usr/local on Debian, where the bundle expects its files,
  * or under /opt/flotilla on Flatcar/Fedora CoreOS, mounted into the agent's container there),
  * and the small first-boot fetcher (s3-fetch.ts) as one plain-node script.
@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { FlotillaError } from '../../errors';
-import type { AgentBundle } from '../local/bundle';
+import type { AgentBundle } from '../image/bundle';
 
 export interface TarEntry {
   /** Relative path inside the archive (no leading slash, no `..`). */
@@ -145,7 +145,7 @@ export function buildAgentArtifacts(root: string): Promise<AgentArtifacts> {
   let p = built.get(root);
   if (!p) {
     p = (async () => {
-      const { bundleAgent } = await import('../local/bundle');
+      const { bundleAgent } = await import('../image/bundle');
       const [bundle, fetcher] = await Promise.all([bundleAgent(root), fetcherScript(root)]);
       return { archive: agentArchive(bundle), fetcher };
     })();

@@ -24,7 +24,7 @@ import type { ResolvedSpec } from '../../config/spec';
 import type { IgnitionConfig, IgnitionFile } from '../../config/ignition-types';
 import { dataUrl } from '../../config/ignition-types';
 import { PATHS } from '../../config/node-files';
-import { AGENT_ROOT } from '../local/bundle';
+import { AGENT_ROOT } from '../image/bundle';
 
 /** How a node's image gets etcd and the agent. */
 export type NodeSetup = 'debian-packages' | 'docker' | 'podman' | 'preinstalled';

@@ -22,7 +22,7 @@ export interface ProgramDeps {
 
 const realDeps: ProgramDeps = {
   async resolveImage(imageId) {
-    const { ensureImage, getImage } = await import('../local/image');
+    const { ensureImage, getImage } = await import('../image');
     const img = imageId !== undefined ? getImage(imageId) : await ensureImage({}, (p) => void pulumi.log.info(`node image: ${p.step} ${p.phase}${p.seconds !== undefined ? ` ${p.seconds}s` : ''}`));
     if (!img) throw new pulumi.RunError(`flotilla:image: no cached node image ${imageId}; unset it to use (and build) the current one`);
     const { nodeImageOf } = await import('../libvirt/driver');

@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { FlotillaError } from '../../errors';
-import { runTool } from './exec';
+import { runTool } from '../exec';
 
 const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
 const XEN_ELFNOTE_PHYS32_ENTRY = 18;

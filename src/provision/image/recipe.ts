@@ -12,7 +12,7 @@ export const CONSOLE_MARKER = 'FLOTILLA-READY';
 /**
  * Prefix of the line a first-boot unit writes to the serial console when it fails
  * (FIRST_BOOT_FAILED_LINE): `FLOTILLA-FAILED first-boot <stage> <uptime> <unit> <result> <status>`.
- * The host reads it from console.log (src/provision/local/console.ts) and stops waiting.
+ * The host reads it from console.log (src/provision/console.ts) and stops waiting.
  */
 export const CONSOLE_FAILURE_MARKER = 'FLOTILLA-FAILED';
 

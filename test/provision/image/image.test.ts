@@ -8,10 +8,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { FlotillaError } from '../../src/errors';
-import { bundleAgent, type AgentBundle } from '../../src/provision/local/bundle';
-import { buildImage, listImages, type BuildProgress } from '../../src/provision/local/image';
-import { defaultRecipe } from '../../src/provision/local/recipe';
+import { FlotillaError } from '../../../src/errors';
+import { bundleAgent, type AgentBundle } from '../../../src/provision/image/bundle';
+import { buildImage, listImages, type BuildProgress } from '../../../src/provision/image';
+import { defaultRecipe } from '../../../src/provision/image/recipe';
 
 describe('image build failures', { timeout: 10 * 60_000 }, () => {
   let state: string;

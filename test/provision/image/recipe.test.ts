@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { cpioNewc } from '../../src/provision/local/cpio';
-import { moduleClosure } from '../../src/provision/local/image';
-import { BAKED_FILES, CONFIGURED_FILES, NODE_IMAGE_FILES } from '../../src/config/image-files';
-import { baseRecipeHash, canonicalJson, CONSOLE_FAILURE_MARKER, defaultBaseRecipe, defaultRecipe, recipeHash, type ImageRecipe } from '../../src/provision/local/recipe';
+import { BAKED_FILES, CONFIGURED_FILES, NODE_IMAGE_FILES } from '../../../src/config/image-files';
+import { baseRecipeHash, canonicalJson, CONSOLE_FAILURE_MARKER, defaultBaseRecipe, defaultRecipe, recipeHash, type ImageRecipe } from '../../../src/provision/image/recipe';
 
 const BUNDLE = 'a'.repeat(64);
 
@@ -72,92 +70,6 @@ describe('recipe hashing', () => {
     assert.match(r.base.configureScript, /rm -f \/etc\/ssh\/ssh_host_\*/);
     assert.match(r.base.configureScript, /systemctl mask etcd\.service/);
     assert.match(r.base.configureScript, /systemd-networkd-wait-online\.service/);
-  });
-});
-
-describe('moduleClosure', () => {
-  const index = {
-    files: new Map([
-      ['ext4', 'kernel/fs/ext4/ext4.ko'],
-      ['jbd2', 'kernel/fs/jbd2/jbd2.ko'],
-      ['mbcache', 'kernel/fs/mbcache.ko'],
-      ['crc16', 'kernel/lib/crc16.ko'],
-      ['virtio_blk', 'kernel/drivers/block/virtio_blk.ko'],
-      ['nls_iso8859_1', 'kernel/fs/nls/nls_iso8859-1.ko'],
-    ]),
-    deps: new Map([
-      ['kernel/fs/ext4/ext4.ko', ['kernel/lib/crc16.ko', 'kernel/fs/mbcache.ko', 'kernel/fs/jbd2/jbd2.ko']],
-      ['kernel/fs/jbd2/jbd2.ko', []],
-      ['kernel/fs/mbcache.ko', []],
-      ['kernel/lib/crc16.ko', []],
-      ['kernel/drivers/block/virtio_blk.ko', []],
-      ['kernel/fs/nls/nls_iso8859-1.ko', []],
-    ]),
-    builtin: new Set(['af_packet', 'virtio']),
-  };
-
-  it('lists dependencies before the modules that need them, once each', () => {
-    const order = moduleClosure(index, ['ext4', 'virtio_blk', 'jbd2']);
-    assert.deepEqual(order, ['kernel/lib/crc16.ko', 'kernel/fs/mbcache.ko', 'kernel/fs/jbd2/jbd2.ko', 'kernel/fs/ext4/ext4.ko', 'kernel/drivers/block/virtio_blk.ko']);
-  });
-
-  it('accepts built-in modules and dash/underscore spellings, and refuses unknown names', () => {
-    assert.deepEqual(moduleClosure(index, ['af_packet', 'nls_iso8859-1']), ['kernel/fs/nls/nls_iso8859-1.ko']);
-    assert.throws(() => moduleClosure(index, ['e1000e']), /e1000e is neither a module nor built in/);
-  });
-});
-
-/** An independent reader for the newc format, to check what the writer produced. */
-function readNewc(buf: Buffer): Array<{ name: string; mode: number; data: Buffer; rdev: [number, number] }> {
-  const out: Array<{ name: string; mode: number; data: Buffer; rdev: [number, number] }> = [];
-  let off = 0;
-  const field = (i: number): number => parseInt(buf.toString('ascii', off + 6 + i * 8, off + 14 + i * 8), 16);
-  for (;;) {
-    assert.equal(buf.toString('ascii', off, off + 6), '070701', `magic at ${off}`);
-    const mode = field(1);
-    const size = field(6);
-    const rdev: [number, number] = [field(9), field(10)];
-    const nameSize = field(11);
-    const nameStart = off + 110;
-    const name = buf.toString('utf8', nameStart, nameStart + nameSize - 1);
-    assert.equal(buf[nameStart + nameSize - 1], 0);
-    let dataStart = nameStart + nameSize;
-    dataStart += (4 - (dataStart % 4)) % 4;
-    const data = buf.subarray(dataStart, dataStart + size);
-    off = dataStart + size;
-    off += (4 - (off % 4)) % 4;
-    if (name === 'TRAILER!!!') break;
-    out.push({ name, mode, data, rdev });
-  }
-  assert.equal(off, buf.length);
-  return out;
-}
-
-describe('cpioNewc', () => {
-  it('writes directories, files, symlinks and device nodes the way the kernel reads them', () => {
-    const archive = cpioNewc([
-      { type: 'dir', path: 'bin' },
-      { type: 'file', path: 'bin/busybox', data: Buffer.from([0, 1, 2, 3, 4]), mode: 0o755 },
-      { type: 'symlink', path: 'bin/sh', target: 'busybox' },
-      { type: 'dir', path: 'dev' },
-      { type: 'chardev', path: 'dev/console', major: 5, minor: 1 },
-      { type: 'file', path: 'init', data: '#!/bin/sh\n', mode: 0o755 },
-    ]);
-    const entries = readNewc(archive);
-    assert.deepEqual(
-      entries.map((e) => [e.name, e.mode.toString(8)]),
-      [['bin', '40755'], ['bin/busybox', '100755'], ['bin/sh', '120777'], ['dev', '40755'], ['dev/console', '20600'], ['init', '100755']],
-    );
-    assert.deepEqual([...entries[1]!.data], [0, 1, 2, 3, 4]);
-    assert.equal(entries[2]!.data.toString(), 'busybox');
-    assert.deepEqual(entries[4]!.rdev, [5, 1]);
-    assert.equal(entries[5]!.data.toString(), '#!/bin/sh\n');
-  });
-
-  it('refuses paths that would escape or come before their directory', () => {
-    assert.throws(() => cpioNewc([{ type: 'file', path: '../etc/passwd', data: 'x' }]), /bad path/);
-    assert.throws(() => cpioNewc([{ type: 'file', path: 'a/b', data: 'x' }]), /before its directory/);
-    assert.throws(() => cpioNewc([{ type: 'dir', path: 'a' }, { type: 'dir', path: 'a' }]), /duplicate/);
   });
 });
 

@@ -8,8 +8,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { FlotillaError } from '../../src/errors';
-import { getImage, listImages, pruneCache, removeImage } from '../../src/provision/local/image';
+import { FlotillaError } from '../../../src/errors';
+import { getImage, listImages, pruneCache, removeImage } from '../../../src/provision/image';
 
 const id = (c: string): string => c.repeat(64);
 

@@ -8,8 +8,8 @@
  * the wait within a poll instead of at its deadline.
  */
 import * as fs from 'node:fs';
-import { FlotillaError } from '../../errors';
-import { CONSOLE_FAILURE_MARKER, CONSOLE_MARKER } from './recipe';
+import { FlotillaError } from '../errors';
+import { CONSOLE_FAILURE_MARKER, CONSOLE_MARKER } from './image/recipe';
 
 export type FirstBootStage = 'ignition' | 'cloud-init';
 export type ConsoleMarker = 'ssh' | 'first-boot';

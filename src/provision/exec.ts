@@ -1,7 +1,7 @@
 /** Running host tools for local provisioning: output to a log file, located errors. */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import { FlotillaError } from '../../errors';
+import { FlotillaError } from '../errors';
 
 export interface RunOptions {
   /** Appends stdout and stderr here; without it output is captured for the error message. */
