@@ -17,7 +17,7 @@ import { connectRegistry, type RecordConnection } from '../cluster/registry-conn
 import { nodeSshTarget, type ClusterRecord, type NodeRecord } from '../cluster/store';
 import type { Registry } from '../units/registry';
 import { FaultError, type ChaosControl, type ChaosNode, type NodeExecResult, type Observation } from './faults';
-import { qmpCommand } from './qmp';
+import { qmpCommand } from '../provision/local/qmp';
 import type { ChaosObserver } from './runner';
 
 /** Sentinel keys live outside Flotilla's key prefix, under this one, per run. */

@@ -72,12 +72,18 @@ export function parseCommand(cmd: CommandDeclaration, argv: string[]): ParsedCom
     const { description: _d, valueName: _v, ...o } = v;
     options[k] = o;
   }
+  let parsed: { values: Record<string, unknown>; positionals: string[] };
   try {
-    const { values, positionals } = parseArgs({ args: head, options, allowPositionals: true, strict: true });
-    return { values: values as ParsedCommand['values'], positionals, rest };
+    parsed = parseArgs({ args: head, options, allowPositionals: true, strict: true });
   } catch (err) {
     throw new FlotillaError('usage', `flotilla ${cmd.name}: ${(err as Error).message}\nRun 'flotilla ${cmd.name} --help'.`);
   }
+  // A command without positional arguments must not ignore one (`up spec.yaml` is not `up --spec spec.yaml`).
+  if (cmd.args === undefined && parsed.positionals.length > 0) {
+    const hint = cmd.options.spec && /\.ya?ml$/.test(parsed.positionals[0]!) ? ` (did you mean --spec ${parsed.positionals[0]}?)` : '';
+    throw new FlotillaError('usage', `flotilla ${cmd.name}: unexpected argument ${JSON.stringify(parsed.positionals[0])}${hint}: it takes no positional arguments\nRun 'flotilla ${cmd.name} --help'.`);
+  }
+  return { values: parsed.values as ParsedCommand['values'], positionals: parsed.positionals, rest };
 }
 
 export function commandHelp(cmd: CommandDeclaration): string {

@@ -41,6 +41,18 @@ export interface NodeRecord {
   machineId?: string;
 }
 
+/** How nodes start: restored from a snapshot template of the image, or booted from the kernel. */
+export const BOOT_MODES = ['snapshot', 'fresh'] as const;
+export type BootMode = (typeof BOOT_MODES)[number];
+
+export interface BootRecord {
+  mode: BootMode;
+  /** The template keys the nodes were cloned from (snapshot). */
+  templates?: string[];
+  /** Why snapshot boot was asked for but the nodes booted fresh. */
+  fallback?: string;
+}
+
 export interface ClusterRecord {
   version: 1;
   name: string;
@@ -60,6 +72,8 @@ export interface ClusterRecord {
   etcdEndpoints: string[];
   /** The accelerator the VMs run under (absent in records written before it was kept). */
   accelerator?: 'kvm' | 'tcg';
+  /** How the nodes started: restored from a snapshot template, or booted from the kernel (absent: fresh, older records). */
+  boot?: BootRecord;
   nodes: NodeRecord[];
   /** Seconds after each node's launch at which it reached each milestone. */
   timeline: Record<string, Partial<Record<Phase, number>>>;

@@ -46,7 +46,7 @@ import { cpuSeconds } from './local/qemu';
 import { tuneForEmulation } from './local/tcg';
 import { nodePid, nodeRunning } from './up';
 import type { Registry } from '../units/registry';
-import { clientPublicKey, clusterFiles, readRecord, readSavedSpec, writeRecord, writeSavedSpec, type ClusterRecord, type NodeRecord, type Phase } from '../cluster/store';
+import { clientPublicKey, clusterFiles, readRecord, readSavedSpec, writeRecord, writeSavedSpec, type BootMode, type ClusterRecord, type NodeRecord, type Phase } from '../cluster/store';
 import {
   joinMembership,
   leaderSuccessor,
@@ -69,7 +69,18 @@ export interface NodeMachinery {
   /** Stops the node's VM (if running) and deletes its disk and first-boot media. Safe to repeat. */
   destroy(record: ClusterRecord, node: NodeRecord): Promise<{ stopped: boolean }>;
   /** Boots a fresh VM for the node from `image` with `rendered` as its first boot; same name, address and SSH port. */
-  launch(ctx: { record: ClusterRecord; node: NodeRecord; spec: ResolvedSpec; rendered: RenderedNode; image: ImageInfo; accel: Accelerator }): Promise<{ launchedAt: number; pidFile: string; consoleLog: string }>;
+  launch(ctx: {
+    record: ClusterRecord;
+    node: NodeRecord;
+    spec: ResolvedSpec;
+    rendered: RenderedNode;
+    image: ImageInfo;
+    accel: Accelerator;
+    /** As asked for (absent: the cluster's own boot mode). */
+    boot?: BootMode;
+    /** One line per template build step, fallback or restore. */
+    info: (detail: string) => void;
+  }): Promise<{ launchedAt: number; pidFile: string; consoleLog: string }>;
 }
 
 export const REPLACE_STEPS = ['check', 'drain', 'leader', 'remove', 'destroy', 'add', 'render', 'boot', 'secrets', 'etcd', 'agent', 'verify'] as const;
@@ -101,6 +112,8 @@ export interface ReplaceOptions {
   progress?: (ev: ReplaceEvent) => void;
   /** Deadline for each wait on the new node (boot, etcd, agent); default 10 min. */
   timeoutMs?: number;
+  /** How each new VM starts (local: snapshot or fresh); default: how the cluster's nodes started. */
+  boot?: BootMode;
   /** How long the drain may take; default 3 min. */
   drainTimeoutMs?: number;
 }
@@ -232,7 +245,7 @@ export async function replaceNodes(opts: ReplaceOptions, machinery: NodeMachiner
   const replaced: NodeReplacement[] = [];
   try {
     for (const name of order) {
-      replaced.push(await replaceOne({ record, name, spec, secrets, pki, image: images.get(name)!, accel, machinery, progress, timeoutMs, drainTimeoutMs, sentinelKey, sentinelValue, ...(opts.verify ? { verify: opts.verify } : {}) }));
+      replaced.push(await replaceOne({ record, name, spec, secrets, pki, image: images.get(name)!, accel, machinery, progress, timeoutMs, ...(opts.boot ? { boot: opts.boot } : {}), drainTimeoutMs, sentinelKey, sentinelValue, ...(opts.verify ? { verify: opts.verify } : {}) }));
       // The saved spec is what the next replacement (or a resumed one) renders from.
       writeSavedSpec(opts.name, spec);
     }
@@ -259,6 +272,7 @@ interface OneContext {
   pki: ReturnType<typeof readPki>;
   image: ImageInfo;
   accel: Accelerator;
+  boot?: BootMode;
   machinery: NodeMachinery;
   progress: (ev: ReplaceEvent) => void;
   timeoutMs: number;
@@ -409,7 +423,16 @@ async function replaceOne(c: OneContext): Promise<NodeReplacement> {
       return renderNode(c.spec, { ...n, ...(join ? { etcdJoin: join } : {}) }, c.secrets, record.format);
     }, (r) => `${r.format}, ${Buffer.byteLength(r.userData)} bytes${join ? ', etcd initial-cluster-state existing' : ''}`);
     const launched = await step('boot', async () => {
-      const l = await c.machinery.launch({ record, node, spec: c.spec, rendered, image: c.image, accel: c.accel });
+      const l = await c.machinery.launch({
+        record,
+        node,
+        spec: c.spec,
+        rendered,
+        image: c.image,
+        accel: c.accel,
+        ...(c.boot ? { boot: c.boot } : {}),
+        info: (detail) => progress({ node: name, step: 'boot', state: 'info', detail }),
+      });
       record.accelerator = c.accel;
       record.timeline[name] = { launch: 0 };
       const since = () => Math.round(((Date.now() - l.launchedAt) / 1000) * 10) / 10;

@@ -26,7 +26,7 @@ import { NodeConnection } from '../ssh';
 import { deliverSecrets, nodeFailure, waitFirstBoot, waitKernel, waitSsh, type BootingNode } from './bring-up';
 import { etcdctlCommand, memberEtcdctl } from '../cluster/etcdctl';
 import { connectRegistry, type RecordConnection } from '../cluster/registry-connection';
-import { clusterFiles, ensureClientKey, nodeSshTarget, readRecord, writeKnownHosts, writeRecord, writeSavedSpec, type ClusterRecord, type NodeRecord, type Phase } from '../cluster/store';
+import { clusterFiles, ensureClientKey, nodeSshTarget, readRecord, writeKnownHosts, writeRecord, writeSavedSpec, type BootMode, type BootRecord, type ClusterRecord, type NodeRecord, type Phase } from '../cluster/store';
 
 
 
@@ -45,6 +45,8 @@ export interface UpOptions {
   progress?: (ev: PhaseEvent) => void;
   /** Per-phase deadline for waiting on nodes (default 10 min: TCG on a loaded host is slow). */
   timeoutMs?: number;
+  /** Restore nodes from a snapshot template (the local platform's default) or boot each from the kernel. */
+  boot?: BootMode;
   /**
    * Tests only (no CLI flag): the files the node image ships, for the render's check of Ignition
    * entries; `[]` skips it, to boot a config that fails at first boot.
@@ -64,6 +66,8 @@ export interface LaunchContext {
   rendered: RenderedNode[];
   image: ImageInfo;
   accel: Accelerator;
+  /** As asked for; absent: the platform's default (local: snapshot). */
+  boot?: BootMode;
   progress: (ev: PhaseEvent) => void;
 }
 
@@ -83,6 +87,8 @@ export interface LaunchedCluster {
   nodes: LaunchedNode[];
   /** One line for the launch phase's report. */
   detail: string;
+  /** How the nodes started (absent: booted from the kernel). */
+  boot?: BootRecord;
 }
 
 /** The platform-specific part of `up`: start one VM per rendered node, undoing all of it if any fails. */
@@ -175,7 +181,7 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
     (r) => `${r.rendered.length} nodes, ${format}, ${Math.round(r.rendered.reduce((n, x) => n + Buffer.byteLength(x.userData), 0) / r.rendered.length)} bytes/node${r.pki ? ', TLS PKI' : ''}`,
   );
 
-  const cluster = await phase('launch', () => launcher.launch({ spec, rendered, image, accel: accel.accel, progress }), (c) => c.detail);
+  const cluster = await phase('launch', () => launcher.launch({ spec, rendered, image, accel: accel.accel, ...(opts.boot ? { boot: opts.boot } : {}), progress }), (c) => c.detail);
 
   const record: ClusterRecord = {
     version: 1,
@@ -192,6 +198,7 @@ export async function upCluster(opts: UpOptions, launcher: Launcher): Promise<Up
     clientPort: spec.etcd.clientPort,
     etcdEndpoints: etcdEndpoints(spec),
     accelerator: accel.accel,
+    boot: cluster.boot ?? { mode: 'fresh' },
     nodes: cluster.nodes.map((n) => {
       const s = spec.nodes.find((x) => x.name === n.name)!;
       const hostPublicKey = rendered.find((r) => r.node === n.name)!.hostPublicKey;

@@ -8,7 +8,7 @@ import type { ResolvedSpec } from '../config/spec';
 import { inventoryFromRecord } from '../provision/local/inventory';
 import { type PhaseEvent } from '../provision/up';
 import { downLocal, upLocal } from '../provision/local/up';
-import { readSavedSpec, type ClusterRecord } from '../cluster/store';
+import { readSavedSpec, type BootMode, type ClusterRecord } from '../cluster/store';
 import { Artifacts } from './artifacts';
 import { formatReport, type ReportFormat } from './report';
 import type { NodeBootTimes } from './report/timeline';
@@ -21,6 +21,8 @@ export interface SmokeOptions {
   artifactsDir: string;
   /** The report's format (default junit). */
   format?: ReportFormat;
+  /** How nodes start (default: snapshot, falling back to fresh with a line saying why). */
+  boot?: BootMode;
   /** Leave the cluster up: always, or only when a check failed; default: tear it down. */
   leave?: 'always' | 'on-failure';
   /** Progress lines (up failed, verifying). */
@@ -63,7 +65,7 @@ export async function runSmoke(opts: SmokeOptions): Promise<SmokeResult> {
   let ok = false;
   try {
     try {
-      ({ record } = await upLocal({ spec: opts.spec, progress: (e) => opts.onUpEvent?.(e) }));
+      ({ record } = await upLocal({ spec: opts.spec, ...(opts.boot ? { boot: opts.boot } : {}), progress: (e) => opts.onUpEvent?.(e) }));
     } catch (err) {
       log(`up failed: ${(err as Error).message}`);
       throw err;

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseActiveStates, parseEndpointHealth } from '../../src/chaos/local';
-import { qmpCommand } from '../../src/chaos/qmp';
+import { qmpCommand } from '../../src/provision/local/qmp';
 import { FlotillaError } from '../../src/errors';
 import { qemuArgs, type QemuNodeDesc } from '../../src/provision/local/qemu-args';
 import { makeTempDir, removeTempDir, sleep } from '../fixtures/proc';

@@ -19,6 +19,8 @@ import { PROTOCOLS } from '../../src/discovery/endpoint';
 import { FAULT_SUMMARY } from '../../src/chaos/plan';
 import { FORMATS } from '../../src/verify/report';
 import { PATHS } from '../../src/config/node-files';
+import { BOOT_MODES } from '../../src/cluster/store';
+import { FlotillaError } from '../../src/errors';
 
 const ROOT = path.join(__dirname, '..', '..');
 
@@ -110,6 +112,13 @@ test('the constants copied for help text equal the originals', () => {
   // Help prints the entries in order, so compare them as a list.
   assert.deepEqual(Object.entries(copies.FAULT_SUMMARY), Object.entries(FAULT_SUMMARY));
   assert.equal(copies.NODE_CONFIG, PATHS.fleetdConfig);
+  assert.deepEqual(copies.BOOT_MODES, BOOT_MODES);
+});
+
+test('a command without positional arguments refuses one instead of ignoring it', async () => {
+  const up = commands.find((c) => c.name === 'up')!;
+  assert.throws(() => parseCommand(up, ['examples/three-node.yaml']), (err: unknown) => FlotillaError.is(err) && err.code === 'usage' && /unexpected argument "examples\/three-node\.yaml" \(did you mean --spec examples\/three-node\.yaml\?\)/.test(err.message));
+  assert.deepEqual(parseCommand(up, ['--spec', 'x.yaml']).positionals, []);
 });
 
 test('the named exit statuses are the ones the commands returned as literals', () => {

@@ -389,7 +389,7 @@ const corruptedDocArb: fc.Arbitrary<string> = fc
       if (typeof target !== 'object' || target === null || target instanceof Uint8Array) continue;
       const key = e.add ? e.key : splitPath(p).pop()!;
       // A named member of a sequence is not YAML (and `length` cannot be redefined).
-      if (Array.isArray(target) && !/^\d+$/.test(key)) continue;
+      if (Array.isArray(target) && !/^\d+$/.test(String(key))) continue;
       // defineProperty, so that a `__proto__` key is written out as a key like any other.
       Object.defineProperty(target, key, { value: e.value, enumerable: true, writable: true, configurable: true });
     }

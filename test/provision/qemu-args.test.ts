@@ -124,3 +124,44 @@ describe('clusterMulticast / clusterNamespace', () => {
     assert.equal(clusterNamespace('demo'), 'flotilla-demo');
   });
 });
+
+describe('qemuArgs for snapshot templates and clones', () => {
+  const clone = (over: Partial<QemuNodeDesc> = {}) =>
+    desc({
+      vmgenid: '0f8fad5b-d9cb-469f-a165-70867728950e',
+      firstBoot: { kind: 'nocloud-fw-cfg', files: { 'user-data': '/n/seed/user-data', 'meta-data': '/n/seed/meta-data' } },
+      fwCfg: [{ name: 'opt/flotilla/clone', file: '/n/clone.conf' }],
+      incoming: '/img/templates/abc/state',
+      qmpSocket: '/n/qmp.sock',
+      ...over,
+    });
+  const devices = (a: string[]) => values(a, '-device').map((d) => d.replace(/,mac=.*$/, '').replace(/,guid=.*$/, ''));
+
+  it('a clone has its own generation ID, its seed and clone data in fw_cfg, and restores the saved state', () => {
+    const a = qemuArgs(clone());
+    assert.ok(values(a, '-device').includes('vmgenid,guid=0f8fad5b-d9cb-469f-a165-70867728950e'));
+    assert.deepEqual(values(a, '-fw_cfg'), ['name=opt/flotilla/nocloud/user-data,file=/n/seed/user-data', 'name=opt/flotilla/nocloud/meta-data,file=/n/seed/meta-data', 'name=opt/flotilla/clone,file=/n/clone.conf']);
+    assert.deepEqual(values(a, '-incoming'), ['exec:cat /img/templates/abc/state']);
+    // No seed drive: the template had none, and a restore needs the same devices.
+    assert.deepEqual(values(a, '-drive').length, 1);
+  });
+
+  it('template and clone have the same devices in the same order (else the restore fails)', () => {
+    const template = desc({ vmgenid: '9b2c7a1e-0d3f-4a5b-8c6d-7e8f9a0b1c2d', firstBoot: { kind: 'none' }, qmpSocket: '/t/qmp.sock' });
+    assert.deepEqual(devices(qemuArgs(clone())), devices(qemuArgs(template)));
+    assert.deepEqual(devices(qemuArgs(clone({ firstBoot: { kind: 'ignition', configFile: '/n/config.ign' } }))), devices(qemuArgs(template)));
+    assert.deepEqual(values(qemuArgs(template), '-fw_cfg'), []);
+    assert.deepEqual(values(qemuArgs(template), '-incoming'), []);
+  });
+
+  it('refuses what QEMU or its /bin/sh would read otherwise', () => {
+    const bad = (over: Partial<QemuNodeDesc>, re: RegExp) => assert.throws(() => qemuArgs(clone(over)), (e: unknown) => FlotillaError.is(e) && e.code === 'invalid-input' && re.test(e.message));
+    bad({ vmgenid: 'not-a-uuid' }, /vmgenid "not-a-uuid" is not a lower-case UUID/);
+    bad({ incoming: '/state/$(reboot)' }, /saved VM state path .* only letters, digits/);
+    bad({ incoming: 'relative/state' }, /saved VM state path/);
+    bad({ fwCfg: [{ name: 'etc/vmgenid_guid', file: '/x' }] }, /fw_cfg name "etc\/vmgenid_guid": not a name below opt\//);
+    bad({ fwCfg: [{ name: `opt/${'a'.repeat(60)}`, file: '/x' }] }, /at most 55 characters/);
+    bad({ firstBoot: { kind: 'nocloud-fw-cfg', files: { 'vendor-data': '/x' } } }, /NoCloud seed file "vendor-data"/);
+    bad({ fwCfg: [{ name: 'opt/flotilla/clone', file: '/a,b' }] }, /cannot be used in a QEMU option/);
+  });
+});

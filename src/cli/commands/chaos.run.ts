@@ -15,7 +15,6 @@ import { localSpecFromFlags } from './cluster.run';
 
 export const run: CommandRun = async (p, io) => {
   const cmd = 'chaos';
-  if (p.positionals.length) throw new FlotillaError('usage', `flotilla chaos: unexpected argument "${p.positionals[0]}"`);
   const clusterName = stringOpt(p, 'cluster', cmd);
   if (clusterName && (p.values.spec !== undefined || p.values.nodes !== undefined || p.values.name !== undefined || p.values.format !== undefined)) {
     throw new FlotillaError('usage', 'flotilla chaos: --cluster runs against an existing cluster; --spec, --nodes, --name and --format are for bringing one up');

@@ -14,6 +14,7 @@ import { listClusters, readRecord, resolveClusterName, PHASES, type ClusterRecor
 import { defaultLocalSpec } from '../../provision/local/spec-default';
 import { downLibvirt, upLibvirt } from '../../provision/libvirt/up';
 import { choiceOpt, intOpt, stringOpt, type CliIO, type CommandRun, type ParsedCommand } from '../command';
+import { BOOT_MODES } from './constants';
 import type { ResolvedSpec } from '../../config/spec';
 import { EXIT_NO_STATUS, EXIT_OK, exitStatus } from '../exit-codes';
 import { table } from '../format';
@@ -24,7 +25,8 @@ function fmt(s: number | undefined): string {
 
 function summary(r: ClusterRecord): string {
   const lines: string[] = [];
-  lines.push(`Cluster ${r.name}: ${r.nodes.length} nodes (${r.format}, ${r.platform === 'libvirt' ? 'libvirt domains, SSH on 127.0.0.1' : `local QEMU, netns ${r.netns}`})`, '');
+  const boot = r.boot?.mode === 'snapshot' ? ', restored from a snapshot template' : '';
+  lines.push(`Cluster ${r.name}: ${r.nodes.length} nodes (${r.format}, ${r.platform === 'libvirt' ? 'libvirt domains, SSH on 127.0.0.1' : `local QEMU, netns ${r.netns}`}${boot})`, '');
   lines.push(
     table(
       ['NODE', 'ADDRESS', 'ROLE', 'MACHINE', 'METADATA'],
@@ -76,7 +78,8 @@ export const up: CommandRun = async (p, io) => {
   if (spec.platform !== 'local' && spec.platform !== 'libvirt') throw new FlotillaError('usage', `flotilla up: spec platform is ${spec.platform}; up runs local and libvirt clusters (see docs/pulumi.md for ${spec.platform})`);
   const t0 = Date.now();
   const up = platform === 'libvirt' ? upLibvirt : upLocal;
-  const { record, already } = await up({ spec: { ...spec, platform }, ...(format ? { format } : {}), progress: progressPrinter(io) });
+  const boot = choiceOpt(p, 'boot', 'up', BOOT_MODES);
+  const { record, already } = await up({ spec: { ...spec, platform }, ...(format ? { format } : {}), ...(boot ? { boot } : {}), progress: progressPrinter(io) });
   if (p.values.json) io.out(`${JSON.stringify({ ...record, already }, null, 2)}\n`);
   else {
     if (already) io.out(`Cluster ${record.name} is already up; nothing changed.\n\n`);

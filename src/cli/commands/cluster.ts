@@ -1,5 +1,6 @@
 import { CONFIG_FORMATS } from '../../config/spec';
 import { lazyCommand, type CommandSpec } from '../command';
+import { BOOT_OPTION } from './constants';
 
 /** The implementations, loaded when a command runs. */
 const impl = () => require('./cluster.run') as typeof import('./cluster.run');
@@ -18,6 +19,7 @@ export const clusterCommands: CommandSpec[] = [
         name: { type: 'string', description: "cluster name (default: the spec's, or 'local')", valueName: 'NAME' },
         format: { type: 'string', description: `first-boot format: ${CONFIG_FORMATS.join(' | ')}`, valueName: 'FORMAT' },
         json: { type: 'boolean', description: 'print the cluster record as JSON' },
+        ...BOOT_OPTION,
         ...platformOption,
       },
       details: 'Each phase prints its duration on stderr. Running up on a running cluster changes nothing.',

@@ -23,3 +23,11 @@ export const FAULT_SUMMARY: Readonly<Record<string, string>> = {
   partition: "cut a node's cluster NIC (QMP set_link off), then reconnect it",
   'power-off': "kill a node's QEMU (power cut), then boot it again from the same disk",
 };
+
+/** How `up`, `smoke` and `replace` start nodes (BootMode in src/cluster/store.ts). */
+export const BOOT_MODES = ['snapshot', 'fresh'] as const;
+
+/** `--boot`, shared by every command that starts nodes. */
+export const BOOT_OPTION = {
+  boot: { type: 'string' as const, description: 'snapshot (restore nodes from a booted template; the local default) | fresh (boot each from the kernel)', valueName: 'MODE' },
+};

@@ -5,7 +5,6 @@ import { choiceOpt, intOpt, stringOpt, type CommandRun } from '../command';
 import { EXIT_OK } from '../exit-codes';
 
 export const run: CommandRun = async (p, io) => {
-  if (p.positionals.length) throw new FlotillaError('usage', `flotilla fleetd: unexpected argument "${p.positionals[0]}"`);
   const endpoints = stringOpt(p, 'endpoints', 'fleetd');
   const metadata = stringOpt(p, 'metadata', 'fleetd');
   const ca = stringOpt(p, 'ca-file', 'fleetd');

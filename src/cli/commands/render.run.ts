@@ -12,7 +12,6 @@ import { table } from '../format';
 
 export const run: CommandRun = async (p, io) => {
   const specFile = stringOpt(p, 'spec', 'render', true);
-  if (p.positionals.length) throw new FlotillaError('usage', `flotilla render: unexpected argument "${p.positionals[0]}"`);
   const spec = loadSpecFile(specFile);
   const format = choiceOpt(p, 'format', 'render', CONFIG_FORMATS);
   const nodes = p.values.node as string[] | undefined;

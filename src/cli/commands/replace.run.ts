@@ -6,6 +6,7 @@ import { localMachinery } from '../../provision/local/replace-node';
 import { libvirtMachinery } from '../../provision/libvirt/replace-node';
 import { replaceNodes, type ReplaceEvent } from '../../provision/replace';
 import { choiceOpt, intOpt, stringOpt, type CliIO, type CommandRun } from '../command';
+import { BOOT_MODES } from './constants';
 import { EXIT_OK } from '../exit-codes';
 import { table } from '../format';
 import { verifyReplaced } from '../../verify/verify';
@@ -30,7 +31,6 @@ export function parseNodeList(text: string): string[] {
 
 export const run: CommandRun = async (p, io) => {
   const cmd = 'replace';
-  if (p.positionals.length) throw new FlotillaError('usage', `flotilla replace: unexpected argument "${p.positionals[0]}"`);
   const name = resolveClusterName(stringOpt(p, 'name', cmd));
   const nodesText = stringOpt(p, 'nodes', cmd);
   if (nodesText !== undefined && p.values.all) throw new FlotillaError('usage', 'flotilla replace: give --nodes or --all, not both');
@@ -40,6 +40,7 @@ export const run: CommandRun = async (p, io) => {
   if (!record) throw new FlotillaError('not-found', `no cluster named ${name} (see 'flotilla ls')`);
   const specPath = stringOpt(p, 'spec', cmd);
   const drainSeconds = intOpt(p, 'drain-timeout', cmd, 10, 3600);
+  const boot = choiceOpt(p, 'boot', cmd, BOOT_MODES);
   const t0 = Date.now();
   const r = await replaceNodes(
     {
@@ -47,6 +48,7 @@ export const run: CommandRun = async (p, io) => {
       ...(specPath ? { spec: loadSpecFile(specPath) } : {}),
       ...(nodes ? { nodes } : {}),
       image: choiceOpt(p, 'image', cmd, ['current', 'rebuild'] as const) ?? 'current',
+      ...(boot ? { boot } : {}),
       ...(p.values.verify === true ? { verify: verifyReplaced } : {}),
       ...(drainSeconds ? { drainTimeoutMs: drainSeconds * 1000 } : {}),
       progress: progressPrinter(io),

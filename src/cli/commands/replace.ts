@@ -1,4 +1,5 @@
 import { lazyCommand } from '../command';
+import { BOOT_OPTION } from './constants';
 
 /** The implementation, loaded when the command runs. */
 const impl = () => require('./replace.run') as typeof import('./replace.run');
@@ -16,6 +17,7 @@ export const replaceCommand = lazyCommand(
       verify: { type: 'boolean', description: 'run the node, etcd and fleet suites of flotilla verify after each node' },
       'drain-timeout': { type: 'string', description: 'seconds a drain may take before the node is put back (default 180)', valueName: 'S' },
       json: { type: 'boolean', description: 'print the result as JSON' },
+      ...BOOT_OPTION,
     },
     details: [
       'Order: nodes without an etcd member, then followers, the etcd leader last (leadership is moved away first).',

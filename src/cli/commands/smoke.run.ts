@@ -6,11 +6,13 @@ import { runSmoke } from '../../verify/smoke';
 import { choiceOpt, stringOpt, type CommandRun } from '../command';
 import { EXIT_CHECKS_FAILED, EXIT_OK } from '../exit-codes';
 import { localSpecFromFlags } from './cluster.run';
+import { BOOT_MODES } from './constants';
 
 export const run: CommandRun = async (p, io) => {
   const format = choiceOpt(p, 'format', 'smoke', FORMATS) ?? 'junit';
   const artifactsDir = path.resolve(stringOpt(p, 'artifacts', 'smoke') ?? 'flotilla-artifacts');
   const spec = localSpecFromFlags(p, 'smoke', 'smoke');
+  const boot = choiceOpt(p, 'boot', 'smoke', BOOT_MODES);
   const leave = p.values['leave-up'] === true ? 'always' : p.values.keep === true ? 'on-failure' : undefined;
   let leftUp = leave !== undefined; // if up fails, --keep and --leave-up both leave what it started
   try {
@@ -18,6 +20,7 @@ export const run: CommandRun = async (p, io) => {
       spec,
       artifactsDir,
       format,
+      ...(boot ? { boot } : {}),
       ...(leave ? { leave } : {}),
       log: (line) => io.err(`smoke: ${line}\n`),
       onUpEvent: (e) => e.state === 'done' && io.err(`smoke: ${e.phase} done in ${e.seconds!.toFixed(1)} s\n`),

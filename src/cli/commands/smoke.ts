@@ -1,5 +1,5 @@
 import { lazyCommand } from '../command';
-import { REPORT_FORMATS } from './constants';
+import { BOOT_OPTION, REPORT_FORMATS } from './constants';
 
 /** The implementation, loaded when the command runs. */
 const impl = () => require('./smoke.run') as typeof import('./smoke.run');
@@ -17,6 +17,7 @@ export const smokeCommand = lazyCommand(
       artifacts: { type: 'string', description: 'artifacts directory (default ./flotilla-artifacts)', valueName: 'DIR' },
       keep: { type: 'boolean', description: 'leave the cluster up when a check fails' },
       'leave-up': { type: 'boolean', description: 'leave the cluster up whatever the result (more checks to run; flotilla down when done)' },
+      ...BOOT_OPTION,
     },
     details: 'Exit status: 0 when the cluster came up and every check passed; artifacts are kept either way.',
   },

@@ -151,6 +151,15 @@ export const KERNEL_CMDLINE = [
   'cryptomgr.notests',
 ].join(' ');
 
+/** The kernel command-line word that boots a node as a snapshot template (src/provision/local/template.ts). */
+export const CLONE_TEMPLATE_ARG = 'flotilla.clone=template';
+
+/** The fw_cfg entry a clone's QEMU carries and its template's does not: per-node data for clone-point. */
+export const CLONE_FW_CFG = 'opt/flotilla/clone';
+
+/** fw_cfg entries that carry a clone's NoCloud seed (opt/flotilla/nocloud/user-data, ...). */
+export const CLONE_NOCLOUD_FW_CFG = 'opt/flotilla/nocloud';
+
 /** The initrd's /init: load the modules, mount the root read-write, switch to systemd. */
 export const INIT_SCRIPT = `#!/bin/sh
 # Flotilla node initrd: no udev, no fsck; the kernel command line names the root device.
@@ -160,7 +169,14 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 # The accelerator probe (accel.ts) only needs to see the kernel reach this point.
 case " $(cat /proc/cmdline) " in *" flotilla.probe=1 "*) echo FLOTILLA-PROBE-OK; poweroff -f;; esac
-for m in $(cat /modules.order); do insmod "/lib/modules/$m" || echo "initrd: insmod $m failed"; done
+# A snapshot template (flotilla.clone=template) loads fw_cfg only after its restore, at the clone
+# point (clone-point): the module reads QEMU's fw_cfg directory once, when it loads.
+template=
+case " $(cat /proc/cmdline) " in *" ${CLONE_TEMPLATE_ARG} "*) template=1;; esac
+for m in $(cat /modules.order); do
+  [ -n "$template" ] && [ "$m" = qemu_fw_cfg.ko ] && continue
+  insmod "/lib/modules/$m" || echo "initrd: insmod $m failed"
+done
 root=/dev/vda
 for arg in $(cat /proc/cmdline); do case "$arg" in root=*) root="\${arg#root=}";; esac; done
 i=0
@@ -279,6 +295,103 @@ ExecStart=/bin/sh -c 'echo "${CONSOLE_MARKER} ssh $$(cut -d" " -f1 /proc/uptime)
 WantedBy=multi-user.target
 `;
 
+/**
+ * The clone point of a snapshot template (docs/local.md). A node booted with
+ * flotilla.clone=template stops here: the kernel, the initrd, PID 1, journald and udev are done,
+ * and nothing that reads first-boot config or holds per-node state (cloud-init, Ignition,
+ * networkd, sshd, etcd, the agent) has started. The host saves the VM; each node's QEMU restores
+ * it with opt/flotilla/clone in fw_cfg, which the template's QEMU lacks, so the wait ends only in
+ * a clone. A clone then takes its own identity before first boot goes on: the RNG reseed
+ * (vmgenid), the clock, its MACs, its machine ID, and its NoCloud seed.
+ * `link OLD NEW` lines name MACs; `machine-id` and `seed` are hex (checked by the host).
+ */
+export const CLONE_POINT_SCRIPT = `#!/bin/sh
+set -u
+fwcfg=/sys/firmware/qemu_fw_cfg/by_name
+clone=$fwcfg/${CLONE_FW_CFG}/raw
+up() { cut -d" " -f1 /proc/uptime; }
+fail() { echo "${CONSOLE_FAILURE_MARKER} first-boot clone-restore $(up) $*" > /dev/ttyS0; exit 1; }
+udevadm settle --timeout=60 || true
+restored=0
+while :; do
+  modprobe qemu_fw_cfg || fail "cannot load qemu_fw_cfg"
+  [ -e "$clone" ] && break
+  # fw_cfg's directory is read when the module loads: load it again until the node's entries show.
+  modprobe -r qemu_fw_cfg
+  [ $restored = 0 ] && echo "${CONSOLE_MARKER} clone-point $(up)" > /dev/ttyS0
+  restored=1
+  sleep 0.2
+done
+if [ $restored = 1 ]; then
+  # The kernel reseeds its RNG when the VM generation ID changes (each clone has its own).
+  i=0
+  until dmesg | grep -q "crng reseeded due to virtual machine fork"; do
+    i=$((i + 1)); [ $i -gt 100 ] && fail "no RNG reseed after the restore (vmgenid)"
+    sleep 0.1
+  done
+  # The system clock is the template's; the RTC follows the host's clock.
+  busybox hwclock -s -u || fail "cannot set the clock from the RTC"
+fi
+machine_id=
+while read -r key a b; do
+  case "$key" in
+    link)
+      for d in /sys/class/net/*; do
+        [ "$(cat "$d/address")" = "$a" ] || continue
+        ip link set dev "\${d##*/}" address "$b" || fail "cannot set MAC $b on \${d##*/}"
+      done ;;
+    seed) printf %s "$a" > /dev/urandom ;;
+    machine-id) machine_id=$a ;;
+  esac
+done < "$clone"
+if [ $restored = 1 ] && [ -n "$machine_id" ]; then
+  old=$(cat /etc/machine-id)
+  echo "$machine_id" > /etc/machine-id
+  # The template's early-boot journal becomes this node's (journald rotates the file it finds).
+  [ -d "/run/log/journal/$old" ] && mv "/run/log/journal/$old" "/run/log/journal/$machine_id"
+  head -c 512 /dev/urandom > /var/lib/systemd/random-seed
+  # PID 1 and journald read the machine ID when they start: start both again with the node's.
+  systemctl daemon-reexec || fail "systemctl daemon-reexec failed"
+  systemctl restart systemd-journald.service || fail "cannot restart journald"
+fi
+nocloud=$fwcfg/${CLONE_NOCLOUD_FW_CFG}
+if [ -d "$nocloud" ]; then
+  seed=/var/lib/cloud/seed/nocloud
+  mkdir -p -m 0700 "$seed"
+  for f in meta-data user-data network-config; do
+    [ -e "$nocloud/$f/raw" ] && install -m 0600 "$nocloud/$f/raw" "$seed/$f"
+  done
+fi
+[ $restored = 1 ] && echo "${CONSOLE_MARKER} clone-restored $(up)" > /dev/ttyS0
+exit 0
+`;
+
+export const CLONE_POINT_UNIT = `[Unit]
+Description=Clone point of a snapshot template; a clone takes its identity here (Flotilla)
+DefaultDependencies=no
+ConditionKernelCommandLine=${CLONE_TEMPLATE_ARG}
+After=systemd-journald.service systemd-udevd.service systemd-udev-trigger.service systemd-remount-fs.service
+After=systemd-random-seed.service systemd-sysusers.service systemd-sysctl.service systemd-tmpfiles-setup.service local-fs.target
+Before=sysinit.target cloud-init-local.service flotilla-ignition.service systemd-networkd.service network-pre.target ssh.service
+Conflicts=shutdown.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+TimeoutStartSec=infinity
+StandardOutput=journal+console
+ExecStart=${AGENT_ROOT}/clone-point
+
+[Install]
+WantedBy=sysinit.target
+`;
+
+/** Only clone-point loads fw_cfg in a template (its directory is read once, when the module loads). */
+export const FW_CFG_MODPROBE = `# Flotilla node image: qemu_fw_cfg is loaded by the initrd, or in a snapshot template by
+# clone-point after the restore, never by udev's modalias (that would read the template's fw_cfg).
+blacklist qemu_fw_cfg
+`;
+
 export const CLOUD_FINAL_DROPIN = `[Service]
 # Flotilla: first-boot configuration is done (cloud-init's final stage succeeded).
 ExecStartPost=/bin/sh -c 'echo "${CONSOLE_MARKER} first-boot $$(cut -d" " -f1 /proc/uptime)" > /dev/ttyS0'
@@ -375,6 +488,7 @@ enable cloud-init.service
 enable cloud-final.service
 enable flotilla-ignition.service
 enable flotilla-ready.service
+enable flotilla-clone-point.service
 enable remote-fs.target
 disable getty@.service
 disable systemd-pstore.service
@@ -429,7 +543,7 @@ systemctl set-default multi-user.target
 sed -i -e 's/^#\\?PasswordAuthentication .*/PasswordAuthentication no/' /etc/ssh/sshd_config
 sed -i -e '/pam_motd.so/d' -e '/pam_mail.so/d' /etc/pam.d/sshd
 systemctl preset-all
-systemctl enable systemd-networkd.service ssh.service flotilla-ignition.service flotilla-ready.service
+systemctl enable systemd-networkd.service ssh.service flotilla-ignition.service flotilla-ready.service flotilla-clone-point.service
 # First boot gets a fresh machine ID and fresh (or delivered) SSH host keys.
 : > /etc/machine-id
 rm -f /var/lib/dbus/machine-id
@@ -491,6 +605,9 @@ export function defaultBaseRecipe(): BaseRecipe {
       '/etc/containers/containers.conf': { contents: CONTAINERS_CONF, mode: 0o644 },
       '/etc/systemd/system/flotilla-container-images.service': { contents: CONTAINER_IMAGES_UNIT, mode: 0o644 },
       [`${AGENT_ROOT}/import-container-images`]: { contents: CONTAINER_IMAGES_SCRIPT, mode: 0o755 },
+      '/etc/systemd/system/flotilla-clone-point.service': { contents: CLONE_POINT_UNIT, mode: 0o644 },
+      [`${AGENT_ROOT}/clone-point`]: { contents: CLONE_POINT_SCRIPT, mode: 0o755 },
+      '/etc/modprobe.d/flotilla-fw-cfg.conf': { contents: FW_CFG_MODPROBE, mode: 0o644 },
     },
     configureScript: CONFIGURE_SCRIPT,
     initScript: INIT_SCRIPT,

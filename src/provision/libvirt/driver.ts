@@ -249,7 +249,7 @@ export async function defineAndStart(desc: LibvirtNodeDesc, progress: (step: str
     try {
       const fb = await writeFirstBoot(stage, { ...desc.firstBoot, hostPublicKey: '' });
       if (fb.kind === 'nocloud') await createVolumeFromFile(pool, SEED_VOLUME, fb.seedIso, opts);
-      else ignitionPath = await createVolumeFromFile(pool, IGNITION_VOLUME, fb.configFile, opts);
+      else if (fb.kind === 'ignition') ignitionPath = await createVolumeFromFile(pool, IGNITION_VOLUME, fb.configFile, opts);
     } finally {
       fs.rmSync(stage, { recursive: true, force: true });
     }

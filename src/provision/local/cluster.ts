@@ -2,7 +2,8 @@
  * A local cluster of QEMU nodes from rendered first-boot configs: one network namespace per
  * cluster (flotilla-<name>) holding every QEMU process, so SSH forwards and the cluster's
  * multicast L2 never touch the root namespace. Per node, under <state>/clusters/<name>/<node>/:
- * disk.qcow2 (overlay), seed.iso or config.ign, console.log, qemu.log, qemu.pid.
+ * disk.qcow2 (overlay), seed.iso or config.ign (a snapshot clone: seed/ and clone.conf),
+ * console.log, qemu.log, qemu.pid, qemu.json (how to start it again). One node's VM: node-vm.ts.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -11,9 +12,11 @@ import type { RenderedNode } from '../../config/render';
 import type { ResolvedSpec } from '../../config/spec';
 import type { ImageInfo } from '../image';
 import { ConsoleWatch, readConsole, type ConsoleMarker } from '../console';
-import { clusterMulticast, clusterNamespace, type Accelerator, type QemuNodeDesc } from './qemu-args';
-import { cpuSeconds, createNamespace, createOverlay, deleteNamespace, launchNode, namespaceExists, runningPid, stopNode, writeFirstBoot, type LaunchedNode } from './qemu';
-import { clusterDir, nodeDir } from '../../cluster/store';
+import { clusterNamespace, type Accelerator, type QemuNodeDesc } from './qemu-args';
+import { cpuSeconds, createNamespace, deleteNamespace, launchNode, namespaceExists, runningPid, stopNode, type LaunchedNode } from './qemu';
+import { clusterDir, nodeDir, type BootMode, type BootRecord } from '../../cluster/store';
+import type { ProgressFn } from '../image';
+import { NODE_DESC_FILE, planBoot, prepareNodeVm, startNodeVm, type NodeVmSpec } from './node-vm';
 import { waitForSsh, type SshTarget } from '../../ssh';
 
 /** Guest SSH is forwarded from 127.0.0.1:(SSH_PORT_BASE + node index) inside the cluster's namespace. */
@@ -39,6 +42,7 @@ export interface LocalCluster {
   netns: string;
   dir: string;
   nodes: LocalNode[];
+  boot: BootRecord;
 }
 
 export interface StartClusterOptions {
@@ -52,6 +56,10 @@ export interface StartClusterOptions {
   memoryMiB?: number;
   /** Extra kernel command-line words. */
   extraCmdline?: string[];
+  /** Restore nodes from a snapshot template (default) or boot each from the kernel. */
+  boot?: BootMode;
+  /** Template builds report here. */
+  progress?: ProgressFn;
 }
 
 /** Creates the namespace, overlays and first-boot media, and starts every node's QEMU. */
@@ -61,57 +69,40 @@ export async function startCluster(opts: StartClusterOptions): Promise<LocalClus
   const dir = clusterDir(spec.name);
   const running = opts.rendered.filter((r) => runningPid(path.join(dir, r.node, 'qemu.pid')) !== undefined);
   if (running.length > 0) throw new FlotillaError('conflict', `cluster ${spec.name}: nodes already running: ${running.map((r) => r.node).join(', ')}`);
+  const vms: NodeVmSpec[] = opts.rendered.map((r) => {
+    const idx = spec.nodes.findIndex((n) => n.name === r.node);
+    const n = spec.nodes[idx];
+    if (!n) throw new FlotillaError('not-found', `rendered node ${r.node} is not in cluster ${spec.name}`);
+    return {
+      cluster: spec.name,
+      node: n,
+      sshPort: SSH_PORT_BASE + idx,
+      rendered: r,
+      image,
+      accel: opts.accel,
+      ...(opts.cpus !== undefined ? { cpus: opts.cpus } : {}),
+      ...(opts.memoryMiB !== undefined ? { memoryMiB: opts.memoryMiB } : {}),
+      ...(opts.extraCmdline ? { extraCmdline: opts.extraCmdline } : {}),
+    };
+  });
+  const plan = await planBoot(opts.boot ?? 'snapshot', vms, opts.progress);
   await createNamespace(netns);
-  const mcast = clusterMulticast(spec.name);
-  const cluster: LocalCluster = { name: spec.name, netns, dir, nodes: [] };
+  const cluster: LocalCluster = { name: spec.name, netns, dir, nodes: [], boot: plan.record };
   try {
     const prepared: Array<{ desc: QemuNodeDesc; node: Omit<LocalNode, 'pid' | 'launchedAt' | 'exited' | 'desc'> }> = [];
-    for (const r of opts.rendered) {
-      const idx = spec.nodes.findIndex((n) => n.name === r.node);
-      const n = spec.nodes[idx];
-      if (!n) throw new FlotillaError('not-found', `rendered node ${r.node} is not in cluster ${spec.name}`);
-      const ndir = path.join(dir, n.name);
-      fs.mkdirSync(ndir, { recursive: true, mode: 0o700 });
-      const disk = path.join(ndir, 'disk.qcow2');
-      await createOverlay(image.disk, disk);
-      const firstBoot = await writeFirstBoot(ndir, r);
-      const consoleLog = path.join(ndir, 'console.log');
-      fs.rmSync(consoleLog, { force: true });
-      const sshPort = SSH_PORT_BASE + idx;
-      const desc: QemuNodeDesc = {
-        name: `${spec.name}-${n.name}`,
-        accel: opts.accel,
-        cpus: opts.cpus ?? Math.min(2, n.cpus),
-        memoryMiB: opts.memoryMiB ?? n.memoryMiB,
-        kernel: image.kernel,
-        initrd: image.initrd,
-        // Ignition nodes: cloud-init must not run (it would find no seed, fall back to its None
-        // datasource and replace the host key Ignition wrote).
-        cmdline: [image.cmdline, ...(r.format === 'ignition' ? ['cloud-init=disabled'] : []), ...(opts.extraCmdline ?? [])].join(' '),
-        disk,
-        firstBoot,
-        network: { primaryMac: n.primaryMac, sshPort, cluster: { mac: n.clusterMac, ...mcast } },
-        consoleLog,
-        pidFile: path.join(ndir, 'qemu.pid'),
-        qmpSocket: path.join(ndir, 'qmp.sock'),
-      };
-      // Kept so that a node powered off (chaos) can be relaunched with the same disk and arguments.
-      fs.writeFileSync(path.join(ndir, NODE_DESC_FILE), `${JSON.stringify(desc, null, 2)}\n`, { mode: 0o600 });
-      prepared.push({ desc, node: { name: n.name, dir: ndir, sshPort, address: n.address, hostPublicKey: r.hostPublicKey, pidFile: desc.pidFile, consoleLog } });
+    for (const v of vms) {
+      const desc = await prepareNodeVm(v, plan.templateFor(v));
+      prepared.push({ desc, node: { name: v.node.name, dir: path.dirname(desc.pidFile), sshPort: v.sshPort, address: spec.nodes.find((n) => n.name === v.node.name)!.address, hostPublicKey: v.rendered.hostPublicKey, pidFile: desc.pidFile, consoleLog: desc.consoleLog } });
     }
-    // Launch last, back to back, so that the nodes' clocks start together.
-    for (const p of prepared) {
-      const l = await launchNode(p.desc, { netns, logFile: path.join(p.node.dir, 'qemu.log') });
-      cluster.nodes.push({ ...p.node, desc: p.desc, pid: l.pid, launchedAt: l.launchedAt, exited: l.exited });
-    }
+    // Started last, together, so that the nodes' clocks start together.
+    const launched = await Promise.all(prepared.map((p) => startNodeVm(p.desc, netns)));
+    prepared.forEach((p, i) => cluster.nodes.push({ ...p.node, desc: p.desc, pid: launched[i]!.pid, launchedAt: launched[i]!.launchedAt, exited: launched[i]!.exited }));
     return cluster;
   } catch (err) {
     await destroyCluster(spec.name).catch(() => undefined);
     throw err;
   }
 }
-
-const NODE_DESC_FILE = 'qemu.json';
 
 /** The QEMU description a node was launched with (written by startCluster), if any. */
 export function readNodeDesc(cluster: string, node: string): QemuNodeDesc | undefined {

@@ -3,6 +3,7 @@
  * every flag is unit-tested (test/provision/qemu-args.test.ts).
  */
 import { FlotillaError } from '../../errors';
+import { CLONE_NOCLOUD_FW_CFG } from '../image/recipe';
 
 export type Accelerator = 'kvm' | 'tcg';
 
@@ -19,7 +20,20 @@ export type FirstBootConfig =
   /** NoCloud seed ISO (volume id CIDATA): user-data, meta-data, network-config. */
   | { kind: 'nocloud'; seedIso: string }
   /** Ignition config passed through fw_cfg as opt/com.coreos/config. */
-  | { kind: 'ignition'; configFile: string };
+  | { kind: 'ignition'; configFile: string }
+  /**
+   * A snapshot clone's NoCloud seed as fw_cfg files (opt/flotilla/nocloud/<name>), which the
+   * image's clone-point copies to /var/lib/cloud/seed/nocloud: name (user-data, ...) -> path.
+   */
+  | { kind: 'nocloud-fw-cfg'; files: Record<string, string> }
+  /** A snapshot template: no first-boot config; it waits at the clone point. */
+  | { kind: 'none' };
+
+/** A file QEMU passes to the guest through fw_cfg (readable in /sys/firmware/qemu_fw_cfg/by_name/<name>/raw). */
+export interface FwCfgFile {
+  name: string;
+  file: string;
+}
 
 export interface QemuNodeDesc {
   /** Used in QEMU's -name (process name and window title). */
@@ -38,8 +52,14 @@ export interface QemuNodeDesc {
   pidFile: string;
   /** Detach once started (QEMU writes the pidfile, the launcher exits). */
   daemonize?: boolean;
-  /** A QMP control socket (unix path) for link and power faults (`flotilla chaos`). */
+  /** A QMP control socket (unix path): snapshot save and restore, link and power faults (`flotilla chaos`). */
   qmpSocket?: string;
+  /** VM generation ID (`-device vmgenid`), in snapshot templates and their clones (each its own). */
+  vmgenid?: string;
+  /** fw_cfg files besides the first-boot config (a clone's opt/flotilla/clone). */
+  fwCfg?: FwCfgFile[];
+  /** Restore this saved VM state (a template's) instead of booting the kernel. */
+  incoming?: string;
 }
 
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
@@ -48,6 +68,15 @@ const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
 function optValue(what: string, v: string): string {
   if (v.length === 0 || /[,\n\0=]/.test(v)) throw new FlotillaError('invalid-input', `${what}: ${JSON.stringify(v)} cannot be used in a QEMU option (no ',', '=', newline)`);
   return v;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** fw_cfg names: QEMU allows 55 bytes; user entries live below opt/. */
+const FW_CFG_NAME = /^opt\/[a-z0-9._-]+(\/[a-z0-9._-]+)*$/;
+
+function fwCfgArg(f: FwCfgFile): string {
+  if (!FW_CFG_NAME.test(f.name) || f.name.length > 55) throw new FlotillaError('invalid-input', `fw_cfg name ${JSON.stringify(f.name)}: not a name below opt/ of at most 55 characters`);
+  return `name=${f.name},file=${optValue(`fw_cfg file ${f.name}`, f.file)}`;
 }
 
 function checkPort(what: string, p: number): number {
@@ -82,11 +111,22 @@ export function qemuArgs(d: QemuNodeDesc): string[] {
     '-drive', `file=${optValue('disk', d.disk)},if=virtio,format=qcow2,cache=unsafe,discard=unmap`,
     '-device', 'virtio-rng-pci',
   ];
-  if (d.firstBoot.kind === 'nocloud') {
-    args.push('-drive', `file=${optValue('seed', d.firstBoot.seedIso)},if=virtio,format=raw,readonly=on`);
-  } else {
-    args.push('-fw_cfg', `name=opt/com.coreos/config,file=${optValue('ignition config', d.firstBoot.configFile)}`);
+  if (d.vmgenid !== undefined) {
+    if (!UUID.test(d.vmgenid)) throw new FlotillaError('invalid-input', `vmgenid ${JSON.stringify(d.vmgenid)} is not a lower-case UUID`);
+    args.push('-device', `vmgenid,guid=${d.vmgenid}`);
   }
+  const fb = d.firstBoot;
+  if (fb.kind === 'nocloud') {
+    args.push('-drive', `file=${optValue('seed', fb.seedIso)},if=virtio,format=raw,readonly=on`);
+  } else if (fb.kind === 'ignition') {
+    args.push('-fw_cfg', `name=opt/com.coreos/config,file=${optValue('ignition config', fb.configFile)}`);
+  } else if (fb.kind === 'nocloud-fw-cfg') {
+    for (const [name, file] of Object.entries(fb.files)) {
+      if (!['user-data', 'meta-data', 'network-config'].includes(name)) throw new FlotillaError('invalid-input', `NoCloud seed file ${JSON.stringify(name)}: not user-data, meta-data or network-config`);
+      args.push('-fw_cfg', fwCfgArg({ name: `${CLONE_NOCLOUD_FW_CFG}/${name}`, file }));
+    }
+  }
+  for (const f of d.fwCfg ?? []) args.push('-fw_cfg', fwCfgArg(f));
   const n = d.network;
   args.push(
     '-netdev', `user,id=uplink,restrict=on,hostfwd=tcp:127.0.0.1:${checkPort('ssh port', n.sshPort)}-:22`,
@@ -104,6 +144,11 @@ export function qemuArgs(d: QemuNodeDesc): string[] {
   }
   // QMP on a unix socket only (never TCP): link up/down of the cluster NIC for chaos faults.
   if (d.qmpSocket !== undefined) args.push('-qmp', `unix:${optValue('qmp socket', d.qmpSocket)},server=on,wait=off`);
+  if (d.incoming !== undefined) {
+    // exec: runs under /bin/sh: only plain absolute paths (QEMU 7.2 has no file: migration).
+    if (!/^\/[A-Za-z0-9._/+-]+$/.test(d.incoming)) throw new FlotillaError('invalid-input', `saved VM state path ${JSON.stringify(d.incoming)}: only letters, digits and . _ / + - are allowed`);
+    args.push('-incoming', `exec:cat ${d.incoming}`);
+  }
   if (d.daemonize) args.push('-daemonize');
   return args;
 }

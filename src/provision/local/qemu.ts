@@ -73,6 +73,28 @@ export async function writeFirstBoot(dir: string, rendered: RenderedNode): Promi
   return { kind: 'nocloud', seedIso: iso };
 }
 
+/**
+ * A snapshot clone's first-boot medium: the Ignition config as for a cold boot, or the NoCloud
+ * files themselves (seed/, 0700; files 0600), which QEMU passes through fw_cfg and the image's
+ * clone-point copies to /var/lib/cloud/seed/nocloud before cloud-init starts.
+ */
+export async function writeCloneFirstBoot(dir: string, rendered: RenderedNode): Promise<FirstBootConfig> {
+  if (rendered.format === 'ignition') return writeFirstBoot(dir, rendered);
+  fs.mkdirSync(dir, { recursive: true });
+  const src = path.join(dir, 'seed');
+  fs.rmSync(src, { recursive: true, force: true });
+  fs.mkdirSync(src, { mode: 0o700 });
+  const files: Record<string, string> = {};
+  const put = (name: string, text: string): void => {
+    files[name] = path.join(src, name);
+    fs.writeFileSync(files[name], text, { mode: 0o600 });
+  };
+  put('user-data', rendered.userData);
+  put('meta-data', rendered.metaData ?? `instance-id: ${rendered.node}\n`);
+  if (rendered.networkConfig) put('network-config', rendered.networkConfig);
+  return { kind: 'nocloud-fw-cfg', files };
+}
+
 /** QEMU children started by this process, so that their exit is reaped and observable. */
 const children = new Map<number, ChildProcess>();
 

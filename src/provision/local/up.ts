@@ -7,12 +7,21 @@ import { destroyCluster, startCluster } from './cluster';
 /** QEMU processes in the cluster's network namespace (src/provision/local/cluster.ts). */
 export const localLauncher: Launcher = {
   platform: 'local',
-  async launch({ spec, rendered, image, accel }) {
-    const c = await startCluster({ spec, rendered, image, accel });
+  async launch({ spec, rendered, image, accel, boot, progress }) {
+    const c = await startCluster({
+      spec,
+      rendered,
+      image,
+      accel,
+      boot,
+      progress: (b) => progress({ phase: 'launch', state: 'info', ...(b.seconds !== undefined ? { seconds: b.seconds } : {}), detail: `${b.step} ${b.phase === 'cached' ? 'cached' : b.phase}${b.detail ? `: ${b.detail}` : ''}` }),
+    });
+    if (c.boot.fallback) progress({ phase: 'launch', state: 'info', detail: `snapshot boot not possible, booting fresh: ${c.boot.fallback}` });
     return {
       netns: c.netns,
       nodes: c.nodes.map((n) => ({ name: n.name, sshPort: n.sshPort, consoleLog: n.consoleLog, pidFile: n.pidFile, launchedAt: n.launchedAt })),
-      detail: `${c.nodes.length} QEMU processes in netns ${c.netns}`,
+      detail: `${c.nodes.length} QEMU processes in netns ${c.netns}, ${c.boot.mode === 'snapshot' ? `restored from snapshot template ${c.boot.templates!.join(', ')}` : 'booted from the kernel'}`,
+      boot: c.boot,
     };
   },
   async halt(name) {

@@ -1,9 +1,9 @@
 /**
  * A minimal QMP client (QEMU Machine Protocol, JSON lines over a unix socket): greeting,
- * `qmp_capabilities`, then one command. Enough to take a NIC's link down and up.
+ * `qmp_capabilities`, then one command. Enough to save and restore a VM (stop, migrate, cont) and to take a NIC's link down and up.
  */
 import * as net from 'node:net';
-import { FlotillaError } from '../errors';
+import { FlotillaError } from '../../errors';
 
 /** Runs one QMP command and returns its `return` value; QMP errors become `external`. */
 export function qmpCommand(socketPath: string, command: string, args?: Record<string, unknown>, timeoutMs = 10_000): Promise<unknown> {
