@@ -1,6 +1,8 @@
 /**
  * Real VMs: the cached node image (built here if missing, with progress on stderr) boots a
- * 2-node cluster from Flotilla's rendered cloud-config under QEMU (TCG when KVM is unusable).
+ * 2-node cluster from Flotilla's rendered cloud-config under QEMU (TCG when KVM is unusable),
+ * both nodes restored from one snapshot template (the default), which they must not share any
+ * identity with or through; a damaged template is built again, never restored.
  * SSH must work with the pinned host key and a real command; a wrong pinned key must be
  * refused; the nodes must reach each other over the cluster network. Everything started here
  * is stopped by PID (and the namespace deleted) even when a test fails or the process dies.
@@ -20,6 +22,9 @@ import { probeAccelerator, type AccelProbe } from '../../src/provision/local/acc
 import { destroyCluster, localNodeTarget, startCluster, waitNodeSsh, type LocalCluster, type LoginKey } from '../../src/provision/local/cluster';
 import { ensureImage, getImage, type ImageInfo } from '../../src/provision/image';
 import { cpuSeconds, isOurQemu, namespaceExists, stopNode } from '../../src/provision/local/qemu';
+import { nodeShape } from '../../src/provision/local/node-vm';
+import { checkTemplate, ensureTemplate, listTemplates, type TemplateInfo } from '../../src/provision/local/template';
+import type { BuildProgress } from '../../src/provision/image';
 import { HostKeyMismatchError, fingerprint, publicKeyBlob, waitForSsh } from '../../src/ssh';
 import { runOnce, withTarget } from '../helpers/node-ssh';
 
@@ -139,6 +144,76 @@ describe('local QEMU nodes (real VMs)', { timeout: 40 * 60_000 }, () => {
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, new RegExp(`cluster0\\s+UP\\s+${n1.address.replace(/\./g, '\\.')}/24`));
     assert.match(r.stdout, /1 received/);
+  });
+
+  it('restores both nodes from one snapshot template; they share no identity with each other', async () => {
+    assert.equal(cluster.boot.mode, 'snapshot', JSON.stringify(cluster.boot));
+    assert.equal(cluster.boot.templates?.length, 1);
+    const facts = await Promise.all(
+      cluster.nodes.map(async (n) => {
+        await waitNodeSsh(cluster, n, auth, 10 * 60_000);
+        const r = await runOnce(
+          localNodeTarget(cluster, n, auth),
+          [
+            'while [ ! -e /var/lib/cloud/instance/boot-finished ]; do sleep 0.5; done',
+            'echo "machineId=$(cat /etc/machine-id)"',
+            'echo "hostKey=$(sudo cut -d" " -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)"',
+            'echo "macs=$(cat /sys/class/net/eth0/address) $(cat /sys/class/net/cluster0/address)"',
+            'echo "random=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d " \\n")"',
+            'echo "hostname=$(hostname)"',
+            'echo "instanceId=$(cat /run/cloud-init/.instance-id)"',
+            'echo "epoch=$(date +%s)"',
+            'echo "reseeds=$(sudo dmesg | grep -c "crng reseeded due to virtual machine fork")"',
+            'echo "journaled=$(sudo journalctl -b --no-pager -q -u flotilla-clone-point | grep -c Finished)"',
+          ].join('; '),
+        );
+        assert.equal(r.code, 0, r.stdout + r.stderr);
+        const v = Object.fromEntries(r.stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+        return { node: n, machineId: v.machineId!, hostKey: v.hostKey!, macs: v.macs!.split(' '), random: v.random!, hostname: v.hostname!, instanceId: v.instanceId!, epoch: Number(v.epoch), reseeds: Number(v.reseeds), journaled: Number(v.journaled) };
+      }),
+    );
+    for (const f of facts) {
+      const spec1 = spec.nodes.find((x) => x.name === f.node.name)!;
+      // Its own MACs (not the template's), host key (from its own rendered cloud-config) and name.
+      assert.deepEqual(f.macs, [spec1.primaryMac, spec1.clusterMac]);
+      assert.equal(f.hostKey, f.node.hostPublicKey.split(' ').slice(0, 2).join(' '));
+      assert.equal(f.hostname, f.node.name);
+      // cloud-init ran this node's own seed: the instance ID its rendered meta-data names.
+      assert.match(rendered.find((r) => r.node === f.node.name)!.metaData ?? '', new RegExp(`^instance-id: "${f.instanceId}"$`, "m"));
+      // The machine ID the host handed this clone, which PID 1 and journald then use.
+      assert.match(fs.readFileSync(path.join(f.node.dir, 'clone.conf'), 'utf8'), new RegExp(`^machine-id ${f.machineId}$`, 'm'));
+      assert.equal(f.journaled, 1, 'the journal under the new machine ID holds the clone point');
+      // The kernel reseeded its RNG when the VM generation ID changed; the clock is the host's.
+      assert.equal(f.reseeds, 1);
+      assert.ok(Math.abs(f.epoch - Date.now() / 1000) < 30, `clock ${f.epoch} vs host ${Date.now() / 1000}`);
+    }
+    const [a, b] = facts as [(typeof facts)[0], (typeof facts)[0]];
+    for (const k of ['machineId', 'hostKey', 'random', 'hostname', 'instanceId'] as const) assert.notEqual(a[k], b[k], k);
+    assert.notDeepEqual(a.macs, b.macs);
+    log(`clones: ${facts.map((f) => `${f.node.name} machine-id ${f.machineId.slice(0, 8)} rng ${f.random.slice(0, 8)}`).join('; ')}`);
+  });
+
+  it('a template whose state file was changed is built again, never restored', async () => {
+    const v = { cluster: cluster.name, node: spec.nodes[0]!, sshPort: 0, rendered: rendered[0]!, image, accel: accel.accel };
+    const shape = nodeShape(v);
+    const t = listTemplates(image).find((x) => x.key.startsWith(cluster.boot.templates![0]!)) as TemplateInfo;
+    assert.ok(t, 'the cluster template is listed');
+    assert.equal(await checkTemplate(t), undefined);
+    // One flipped byte in the middle of the saved RAM.
+    const fd = fs.openSync(t.state, 'r+');
+    const at = Math.floor(t.stateBytes / 2);
+    const byte = Buffer.alloc(1);
+    fs.readSync(fd, byte, 0, 1, at);
+    fs.writeSync(fd, Buffer.from([byte[0]! ^ 0xff]), 0, 1, at);
+    fs.closeSync(fd);
+    assert.match((await checkTemplate(t))!, /state file .* does not match the sha256 recorded when it was saved/);
+    const lines: BuildProgress[] = [];
+    const again = await ensureTemplate(image, shape, (p) => lines.push(p));
+    assert.ok(lines.some((p) => p.phase === 'start' && /is damaged \(its state file .* does not match the sha256 .*\): building it again/.test(p.detail ?? '')), JSON.stringify(lines));
+    assert.ok(lines.some((p) => p.phase === 'done'), JSON.stringify(lines));
+    assert.notEqual(again.stateSha256, t.stateSha256);
+    assert.equal(await checkTemplate(again), undefined);
+    log(`template rebuilt in ${again.buildSeconds} s: ${lines.at(-1)?.detail}`);
   });
 
   it('stopNode leaves alone a pidfile whose PID is not our QEMU', async () => {
